@@ -1,0 +1,132 @@
+"""Candidate operations, real-valued (DARTS layout) and 1-bit (the authors' layout, section 7.4).
+
+Real ops follow DARTS: ReLU → conv → BN. 1-bit ops follow the official DCP-NAS model: BN → binary
+conv → BN → PReLU, with an identity shortcut around stride-1 separable/dilated blocks, because a
+binary conv alone loses too much information for a cell to train.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..binary import BinaryConv2d
+
+
+def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1, *, binary: bool,
+          binary_activations: bool = False) -> nn.Module:
+    if binary:
+        return BinaryConv2d(C_in, C_out, kernel, stride, padding, dilation, groups,
+                            binary_activations=binary_activations)
+    return nn.Conv2d(C_in, C_out, kernel, stride, padding, dilation, groups, bias=False)
+
+
+class Zero(nn.Module):
+    """The ``none`` op. Mixed ops never call it (its output is zero); derived cells never hold it."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class Identity(nn.Module):
+    def forward(self, x):
+        return x
+
+
+class Pool(nn.Module):
+    """3×3 max or average pooling followed by BN (the BN keeps pooled and conv paths on one scale)."""
+
+    def __init__(self, kind: str, C: int, stride: int, style):
+        super().__init__()
+        self.pool = (nn.MaxPool2d(3, stride, 1) if kind == "max"
+                     else nn.AvgPool2d(3, stride, 1, count_include_pad=False))
+        self.bn = nn.BatchNorm2d(C, affine=style.affine)
+
+    def forward(self, x):
+        return self.bn(self.pool(x))
+
+
+class ReLUConvBN(nn.Module):
+    """Cell input preprocessing (1×1 conv). 1-bit: BN → binary-weight conv → BN → PReLU."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, style):
+        super().__init__()
+        conv = _conv(C_in, C_out, kernel, stride, padding, binary=style.binary)
+        if style.binary:
+            self.op = nn.Sequential(nn.BatchNorm2d(C_in, affine=style.affine), conv,
+                                    nn.BatchNorm2d(C_out, affine=style.affine), nn.PReLU(C_out))
+        else:
+            self.op = nn.Sequential(nn.ReLU(inplace=False), conv,
+                                    nn.BatchNorm2d(C_out, affine=style.affine))
+
+    def forward(self, x):
+        return self.op(x)
+
+
+class DilConv(nn.Module):
+    """Depthwise k×k (dilated) conv followed by a 1×1 pointwise conv."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int,
+                 style):
+        super().__init__()
+        b = style.binary
+        depthwise = _conv(C_in, C_in, kernel, stride, padding, dilation, groups=C_in, binary=b,
+                          binary_activations=b and style.scope == "book")
+        pointwise = _conv(C_in, C_out, 1, 1, 0, binary=b, binary_activations=b)
+        self.shortcut = b and stride == 1 and C_in == C_out
+        if b:
+            self.op = nn.Sequential(nn.BatchNorm2d(C_in, affine=style.affine), depthwise,
+                                    nn.BatchNorm2d(C_in, affine=style.affine), nn.PReLU(C_in),
+                                    pointwise, nn.BatchNorm2d(C_out, affine=style.affine))
+            self.act = nn.PReLU(C_out)
+        else:
+            self.op = nn.Sequential(nn.ReLU(inplace=False), depthwise, pointwise,
+                                    nn.BatchNorm2d(C_out, affine=style.affine))
+            self.act = None
+
+    def forward(self, x):
+        out = self.op(x)
+        if self.shortcut:
+            out = out + x
+        return self.act(out) if self.act is not None else out
+
+
+class SepConv(nn.Module):
+    """Two stacked depthwise-separable convs (the first carries the stride)."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, style):
+        super().__init__()
+        self.op = nn.Sequential(DilConv(C_in, C_in, kernel, stride, padding, 1, style),
+                                DilConv(C_in, C_out, kernel, 1, padding, 1, style))
+
+    def forward(self, x):
+        return self.op(x)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1×1 convs, concatenated (DARTS)."""
+
+    def __init__(self, C_in: int, C_out: int, style):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even channel count, got {C_out}")
+        b = style.binary
+        self.pre = nn.BatchNorm2d(C_in, affine=style.affine) if b else nn.ReLU(inplace=False)
+        self.conv_1 = _conv(C_in, C_out // 2, 1, 2, 0, binary=b)
+        self.conv_2 = _conv(C_in, C_out // 2, 1, 2, 0, binary=b)
+        self.bn = nn.BatchNorm2d(C_out, affine=style.affine)
+        self.act = nn.PReLU(C_out) if b else None
+
+    def forward(self, x):
+        x = self.pre(x)
+        # The second path is shifted by one pixel so the two halves see complementary positions;
+        # padding keeps odd-sized inputs working (e.g. 7×7 feature maps).
+        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        out = self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        return self.act(out) if self.act is not None else out

@@ -1,0 +1,103 @@
+"""The search supernet: one class builds the real-valued Parent or the 1-bit Child.
+
+Architecture parameters α (normal and reduce, each ``NUM_EDGES × len(PRIMITIVES)``) are registered
+parameters, so DistributedDataParallel broadcasts them with the weights; ``arch_parameters()`` and
+``weight_parameters()`` keep the two groups apart for their optimisers.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..binary import BinaryConv2d
+from ..binary.quantizers import hard_sign
+from .cell import NUM_EDGES, SearchCell
+from .macro import MacroNet
+from .primitives import PRIMITIVES, OpStyle
+
+KINDS = ("parent", "child")
+ARCH_NAMES = ("alpha_normal", "alpha_reduce")
+
+
+class Supernet(MacroNet):
+    """DARTS supernet over the 8 DCP-NAS operations.
+
+    kind: ``parent`` (real weights and activations) or ``child`` (1-bit ops, see ``OpStyle``).
+    scope: binarisation scope of the Child (``official`` or ``book``).
+    """
+
+    def __init__(self, kind: str = "parent", *, in_channels: int = 3, num_classes: int = 10,
+                 C: int = 16, layers: int = 8, layout: str = "cifar", scope: str = "official",
+                 stem_multiplier: int = 3, alpha_init_std: float = 1e-3):
+        if kind not in KINDS:
+            raise ValueError(f"unknown supernet kind {kind!r}; expected one of {KINDS}")
+        style = OpStyle(binary=(kind == "child"), scope=scope, affine=False)
+
+        def make_cell(C_pp, C_p, C_cur, reduction, reduction_prev):
+            return SearchCell(C_pp, C_p, C_cur, reduction, reduction_prev, style)
+
+        super().__init__(layout, in_channels, num_classes, C, layers, make_cell, stem_multiplier)
+        self.kind = kind
+        self.style = style
+        shape = (NUM_EDGES, len(PRIMITIVES))
+        self.alpha_normal = nn.Parameter(alpha_init_std * torch.randn(shape))
+        self.alpha_reduce = nn.Parameter(alpha_init_std * torch.randn(shape))
+
+    # -- parameter groups -------------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """[α_normal, α_reduce]."""
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except α (conv weights ŵ, scales β, BN, PReLU, classifier)."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    @torch.no_grad()
+    def load_arch(self, alphas: Sequence[torch.Tensor]) -> None:
+        """Architecture inheritance (α̂ ← α or α ← α̂): copy values, keep this net's tensors."""
+        for dst, src in zip(self.arch_parameters(), alphas):
+            dst.copy_(src.to(dst.device, dst.dtype))
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, alphas: Optional[Sequence[torch.Tensor]] = None):
+        """Logits of the supernet; ``alphas`` overrides the registered α (for functional use)."""
+        a_normal, a_reduce = alphas if alphas is not None else self.arch_parameters()
+        w_normal = F.softmax(a_normal, dim=-1)
+        w_reduce = F.softmax(a_reduce, dim=-1)
+        s0, s1 = self.stems(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+        return self.head(s1)
+
+    # -- quantities the search reads ----------------------------------------------------------
+    def op_weight_sq_norms(self) -> list[torch.Tensor]:
+        """R(w) = ‖w‖² of each (edge, op), summed over the cells of each type (Eq. 4.53).
+
+        For the Child the reconstructed weights β∘sign(ŵ) are measured (book p.115). Parameter-free
+        ops get 0. Returns [R_normal, R_reduce], each ``NUM_EDGES × len(PRIMITIVES)``.
+        """
+        out = [torch.zeros(NUM_EDGES, len(PRIMITIVES), device=self.alpha_normal.device)
+               for _ in range(2)]
+        with torch.no_grad():
+            for cell in self.cells:
+                R = out[1 if cell.reduction else 0]
+                for e, mixed in enumerate(cell.edges):
+                    for i, op in zip(mixed._indices, mixed.ops):
+                        R[e, i] += _conv_sq_norm(op)
+        return out
+
+
+def _conv_sq_norm(module: nn.Module) -> torch.Tensor | float:
+    total = 0.0
+    for m in module.modules():
+        if isinstance(m, BinaryConv2d):
+            w = m.beta.view(-1, 1, 1, 1) * hard_sign(m.weight) if m.binary_weights else m.weight
+            total = total + w.pow(2).sum()
+        elif isinstance(m, nn.Conv2d):
+            total = total + m.weight.pow(2).sum()
+    return total
