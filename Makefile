@@ -1,0 +1,26 @@
+# Two entry points, each doing its own set-up (a local virtual environment with pinned packages):
+#   make demo   - search → train → evaluate → export on the embedded data (CPU, minutes)
+#   make test   - the test suite
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= runs/demo
+
+.PHONY: demo test bench setup clean
+
+$(STAMP): requirements.lock pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh $(VENV)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/dcpnas demo --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_search_step.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info
