@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -34,7 +35,7 @@ def download_file(url: str, dest: str | os.PathLike, *, md5: str | None = None,
         os.replace(tmp, dest)
     except DataError:
         raise
-    except (urllib.error.URLError, OSError, ValueError) as e:  # socket.timeout is an OSError
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:  # timeouts are OSError
         reason = getattr(e, "reason", None) or e
         raise DataError(f"download of {url} failed: {reason}") from None
     finally:
