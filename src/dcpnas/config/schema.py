@@ -439,7 +439,7 @@ def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
             inner = _section_class(types_[part])
             if inner is None:
                 raise ConfigError(
-                    f"bad override {item!r}: config key '{full}' is a {_type_name(types_[part])} value, not a section"
+                    f"bad override {item!r}: config key '{full}' is not a section (it holds {_type_name(types_[part])})"
                 )
             if not isinstance(node.get(part), dict):  # an Optional section that is None: start from defaults
                 node[part] = {}
