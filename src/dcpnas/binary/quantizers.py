@@ -18,7 +18,9 @@ def hard_sign(x: torch.Tensor) -> torch.Tensor:
 
 def weight_sign(w: torch.Tensor) -> torch.Tensor:
     """Weight binariser b_ŵ = sign(ŵ) with the clipped-identity STE ∂b/∂ŵ = 1_{|ŵ|≤1} (Eq. 4.35)."""
-    surrogate = w.clamp(-1.0, 1.0)
+    # The clipped identity, written with where: clamp's gradient is 0 at exactly |ŵ| = 1 in recent
+    # torch versions, while Eq. 4.35 includes the boundary.
+    surrogate = torch.where(w.abs() <= 1.0, w, hard_sign(w))
     return surrogate + (hard_sign(w) - surrogate).detach()
 
 

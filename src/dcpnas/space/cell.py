@@ -57,11 +57,16 @@ class SearchCell(nn.Module):
                 self.edges.append(MixedOp(C, stride, style))
         self.multiplier = STEPS
 
-    def forward(self, s0, s1, weights: torch.Tensor):
+    def forward(self, s0, s1, weights: torch.Tensor, path=None):
+        """Mix every op by ``weights`` (edges × ops), or run only ``path[e]`` on edge e."""
         states = list(self.inputs(s0, s1))
         offset = 0
         for node in range(STEPS):
-            s = sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
+            if path is None:
+                s = sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
+            else:
+                s = sum(self.edges[offset + j].forward_path(h, int(path[offset + j]))
+                        for j, h in enumerate(states))
             offset += len(states)
             states.append(s)
         return torch.cat(states[-self.multiplier:], dim=1)

@@ -20,6 +20,7 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(build_op(name, channels, stride, style)
                                  for name in PRIMITIVES if name != "none")
         self._indices = [i for i in range(len(PRIMITIVES)) if i != NONE_INDEX]
+        self.stride = stride
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         out = None
@@ -27,6 +28,12 @@ class MixedOp(nn.Module):
             y = weights[i] * op(x)
             out = y if out is None else out + y
         return out
+
+    def forward_path(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Only candidate ``PRIMITIVES[index]`` (single-path sampling); ``none`` gives zeros."""
+        if index == NONE_INDEX:
+            return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+        return self.ops[self._indices.index(index)](x)
 
     def op_for(self, name: str) -> nn.Module:
         """The module of candidate ``name`` on this edge (``none`` has none)."""

@@ -21,6 +21,23 @@ def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1, *, binary:
     return nn.Conv2d(C_in, C_out, kernel, stride, padding, dilation, groups, bias=False)
 
 
+class PReLU(nn.PReLU):
+    """``nn.PReLU`` whose forward-mode and reverse-mode derivatives agree at x = 0.
+
+    torch's native prelu takes slope 1 at x = 0 in forward-mode AD but the learned slope in
+    reverse mode. Binary activations make exact zeros common (BN over a few discrete values), and
+    the GGN curvature product (forward-mode Jv, reverse-mode Jᵀu) then disagrees with itself.
+    ``torch.where`` uses the reverse-mode convention in both modes; values, parameters and
+    state-dict keys are those of ``nn.PReLU``.
+    """
+
+    def forward(self, x):
+        slope = self.weight
+        if slope.numel() > 1:
+            slope = slope.view(1, -1, *([1] * (x.dim() - 2)))
+        return torch.where(x > 0, x, slope * x)
+
+
 class Zero(nn.Module):
     """The ``none`` op. Mixed ops never call it (its output is zero); derived cells never hold it."""
 
@@ -60,7 +77,7 @@ class ReLUConvBN(nn.Module):
         conv = _conv(C_in, C_out, kernel, stride, padding, binary=style.binary)
         if style.binary:
             self.op = nn.Sequential(nn.BatchNorm2d(C_in, affine=style.affine), conv,
-                                    nn.BatchNorm2d(C_out, affine=style.affine), nn.PReLU(C_out))
+                                    nn.BatchNorm2d(C_out, affine=style.affine), PReLU(C_out))
         else:
             self.op = nn.Sequential(nn.ReLU(inplace=False), conv,
                                     nn.BatchNorm2d(C_out, affine=style.affine))
@@ -82,9 +99,9 @@ class DilConv(nn.Module):
         self.shortcut = b and stride == 1 and C_in == C_out
         if b:
             self.op = nn.Sequential(nn.BatchNorm2d(C_in, affine=style.affine), depthwise,
-                                    nn.BatchNorm2d(C_in, affine=style.affine), nn.PReLU(C_in),
+                                    nn.BatchNorm2d(C_in, affine=style.affine), PReLU(C_in),
                                     pointwise, nn.BatchNorm2d(C_out, affine=style.affine))
-            self.act = nn.PReLU(C_out)
+            self.act = PReLU(C_out)
         else:
             self.op = nn.Sequential(nn.ReLU(inplace=False), depthwise, pointwise,
                                     nn.BatchNorm2d(C_out, affine=style.affine))
@@ -121,7 +138,7 @@ class FactorizedReduce(nn.Module):
         self.conv_1 = _conv(C_in, C_out // 2, 1, 2, 0, binary=b)
         self.conv_2 = _conv(C_in, C_out // 2, 1, 2, 0, binary=b)
         self.bn = nn.BatchNorm2d(C_out, affine=style.affine)
-        self.act = nn.PReLU(C_out) if b else None
+        self.act = PReLU(C_out) if b else None
 
     def forward(self, x):
         x = self.pre(x)

@@ -64,8 +64,20 @@ class Supernet(MacroNet):
             dst.copy_(src.to(dst.device, dst.dtype))
 
     # -- forward ----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, alphas: Optional[Sequence[torch.Tensor]] = None):
-        """Logits of the supernet; ``alphas`` overrides the registered α (for functional use)."""
+    def forward(self, x: torch.Tensor, alphas: Optional[Sequence[torch.Tensor]] = None,
+                paths: Optional[Sequence[Sequence[int]]] = None):
+        """Logits of the supernet; ``alphas`` overrides the registered α (for functional use).
+
+        ``paths`` = (normal, reduce), each ``NUM_EDGES`` indices into PRIMITIVES: a single-path
+        forward that computes only the chosen op of every edge, unweighted (``none`` = no edge);
+        α is not used then (CP-NAS sampling, random search).
+        """
+        if paths is not None:
+            p_normal, p_reduce = paths
+            s0, s1 = self.stems(x)
+            for cell in self.cells:
+                s0, s1 = s1, cell(s0, s1, None, p_reduce if cell.reduction else p_normal)
+            return self.head(s1)
         a_normal, a_reduce = alphas if alphas is not None else self.arch_parameters()
         w_normal = F.softmax(a_normal, dim=-1)
         w_reduce = F.softmax(a_reduce, dim=-1)
