@@ -4,7 +4,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-OUT    ?= runs/demo
+OUT    ?=
 
 .PHONY: demo test bench setup clean
 
@@ -14,7 +14,7 @@ $(STAMP): requirements.lock pyproject.toml scripts/bootstrap.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/dcpnas demo --out $(OUT)
+	$(VENV)/bin/dcpnas demo $(if $(OUT),--out $(OUT))
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,146 @@
+"""The search checkpoint: everything needed to continue a run exactly where it stopped.
+
+One file, ``<out>/ckpt/last.pt``, rewritten atomically after every epoch (temp file + rename, so a
+crash leaves the previous one): the method's state (supernets, optimisers, lr schedules,
+decoupled-optimisation state, method bookkeeping), the number of finished epochs, the history, RNG
+states and the time spent. The batch order of an epoch depends only on (seed, epoch), so the
+batchers need no more than the epoch index. Loaded with ``weights_only=True``: only tensors and
+plain containers are stored.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..utils.io import atomic_save, load_checkpoint
+
+__all__ = ["FORMAT", "checkpoint_path", "rng_state", "set_rng_state", "save_search_checkpoint",
+           "load_search_checkpoint"]
+
+FORMAT = "dcpnas-search-checkpoint/1"
+
+
+def checkpoint_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "ckpt" / "last.pt"
+
+
+def rng_state() -> dict:
+    """Python, NumPy, torch CPU (and CUDA) generator states, as tensors and plain values."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_tuples(state["python"]))
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(x: Any) -> Any:
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# -- packing: thousands of small state tensors -> one flat buffer per dtype -------------------------
+# A supernet's state holds thousands of tiny tensors (every BN of every candidate op); pickling
+# them one by one dominates the save time of small runs. Packed, a checkpoint is a handful of
+# buffers plus a skeleton of plain containers in which ("__tensor__", i) marks tensor i.
+_MARK = "__tensor__"
+
+
+def pack_tensors(obj: Any) -> dict:
+    """``{"skeleton", "buffers", "dtypes", "offsets", "shapes"}``: tensor i lives in
+    ``buffers[dtypes[i]]`` at ``offsets[i]`` with shape ``shapes[i]`` (-1 padded)."""
+    tensors: list[torch.Tensor] = []
+
+    def walk(x):
+        if isinstance(x, torch.Tensor):
+            tensors.append(x)
+            return (_MARK, len(tensors) - 1)
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            items = [walk(v) for v in x]
+            return items if isinstance(x, list) else tuple(items)
+        return x
+
+    skeleton = walk(obj)
+    # One buffer per (dtype, device): a single cat and a single host copy each (Adam's "step"
+    # counters live on the CPU next to CUDA parameters of the same dtype).
+    keys = [(str(t.dtype).replace("torch.", ""), str(t.device)) for t in tensors]
+    names = sorted(set(keys))
+    code = {n: i for i, n in enumerate(names)}
+    ndim = max([t.dim() for t in tensors] + [1])
+    sizes = dict.fromkeys(names, 0)
+    groups: dict[tuple, list[torch.Tensor]] = {n: [] for n in names}
+    offsets, shapes = [], []
+    for t, key in zip(tensors, keys):
+        offsets.append(sizes[key])
+        shapes.append(list(t.shape) + [-1] * (ndim - t.dim()))
+        sizes[key] += t.numel()
+        groups[key].append(t.reshape(-1))
+    with torch.no_grad():
+        buffers = [torch.cat(groups[n]).cpu() for n in names]
+    return {"skeleton": skeleton, "buffers": buffers, "devices": [dev for _, dev in names],
+            "dtypes": torch.tensor([code[k] for k in keys], dtype=torch.int64),
+            "offsets": torch.tensor(offsets, dtype=torch.int64),
+            "shapes": torch.tensor(shapes, dtype=torch.int64).view(len(tensors), ndim)}
+
+
+def unpack_tensors(packed: dict, map_location="cpu") -> Any:
+    """The object ``pack_tensors`` packed: CPU tensors stay on the CPU, the others go to
+    ``map_location``."""
+    buffers = [b if dev == "cpu" else b.to(map_location)
+               for b, dev in zip(packed["buffers"], packed["devices"])]
+    tensors = []
+    for d, offset, shape in zip(packed["dtypes"].tolist(), packed["offsets"].tolist(),
+                                packed["shapes"].tolist()):
+        shape = [s for s in shape if s >= 0]
+        n = 1
+        for s in shape:
+            n *= s
+        tensors.append(buffers[d][offset:offset + n].view(shape).clone())
+
+    def walk(x):
+        if isinstance(x, tuple) and len(x) == 2 and x[0] == _MARK:
+            return tensors[x[1]]
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if isinstance(x, tuple):
+            return tuple(walk(v) for v in x)
+        return x
+
+    return walk(packed["skeleton"])
+
+
+def save_search_checkpoint(path: str | Path, *, epochs_done: int, method: str, method_state: dict,
+                           history: list, elapsed_s: float, config: dict,
+                           data_state: dict | None = None) -> Path:
+    return atomic_save({"format": FORMAT, "epochs_done": int(epochs_done), "method": method,
+                        "method_state": pack_tensors(method_state), "history": history,
+                        "elapsed_s": float(elapsed_s), "rng": rng_state(), "config": config,
+                        "data": data_state or {}}, path)
+
+
+def load_search_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise DataError(f"{path} is not a dcpnas search checkpoint (format {FORMAT})")
+    state["method_state"] = unpack_tensors(state["method_state"], map_location)
+    return state

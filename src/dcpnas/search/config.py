@@ -1,0 +1,345 @@
+"""``SearchConfig``: every setting of a search run, typed and validated, and its presets.
+
+Sections follow the method (docs: method sections 6.2 and D): ``data`` (search split), ``supernet``
+(proxy size), ``schedule`` (rounds, alternation), ``optim`` (w, ŵ, α optimisers), ``objective``
+(λ, μ, G, D, curvature, tangent), ``decoupled`` (section 5.4), ``ablation`` (Tables 4.2-4.4),
+``sample`` (CP-NAS Algorithm 9) and ``random`` (random search). ``method`` picks the algorithm:
+
+* ``dcpnas``       Algorithm 10: Parent epoch, α̂ ← α, Child epoch (−G + λD + μL_R), α ← α̂.
+* ``cpnas``        the same loop with λ = 0 (book p.110: Eq. 4.32 then is CP-NAS's objective).
+* ``cpnas-sample`` CP-NAS's own sample-and-prune search (Algorithm 9, Eqs. 4.15-4.16).
+* ``bnas``         direct 1-bit DARTS: the Child alone with label cross-entropy (Eq. 4.25).
+* ``darts``        real-valued first-order DARTS: the Parent alone.
+* ``random``       random genotypes trained briefly as one-hot Child sub-networks; best by val accuracy.
+
+A *round* is one Parent epoch + one Child epoch for dcpnas/cpnas, and one epoch of the single
+supernet for darts/bnas, so every network gets ``schedule.rounds`` epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..config import register_preset
+from ..errors import ConfigError
+
+__all__ = ["METHODS", "SearchConfig", "DataConfig", "SupernetConfig", "ScheduleConfig",
+           "WeightOptimConfig", "ArchOptimConfig", "OptimConfig", "ObjectiveConfig",
+           "DecoupledConfig", "AblationConfig", "SampleConfig", "RandomConfig"]
+
+METHODS = ("dcpnas", "cpnas", "cpnas-sample", "bnas", "darts", "random")
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _positive(name: str, value, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+@dataclass
+class DataConfig:
+    """Which images, and how the training set is cut into search-train / search-val."""
+
+    dataset: str = "embedded"          # embedded | fashion-mnist | cifar10 | cifar100 | npz:<path> | imagenet
+    data_dir: Optional[str] = None     # where downloads go / ImageNet's root (train/<class>/*)
+    download: bool = True
+    batch_size: int = 64               # per process
+    split_fraction: float = 0.5        # share of the training set that trains weights (rest: α)
+    limit: int = 0                     # use a seeded subset of this many training images (0: all)
+    augment: bool = False              # random crop + flip on search-train and search-val
+    imagenet_fraction: float = 0.1     # ImageNet: share of train/ used by the search
+    image_size: int = 224              # ImageNet only
+    workers: int = 8                   # ImageNet DataLoader workers
+    eval_batches: int = 0              # batches of search-val for the final accuracies (0: all)
+
+    def validate(self) -> None:
+        _positive("batch_size", self.batch_size)
+        if not 0.0 < self.split_fraction < 1.0:
+            raise ConfigError(f"split_fraction must be in (0, 1), got {self.split_fraction}")
+        _positive("limit", self.limit, allow_zero=True)
+        if self.limit == 1:
+            raise ConfigError("limit must be 0 (all images) or at least 2")
+        if not 0.0 < self.imagenet_fraction <= 1.0:
+            raise ConfigError(f"imagenet_fraction must be in (0, 1], got {self.imagenet_fraction}")
+        _positive("image_size", self.image_size)
+        _positive("workers", self.workers, allow_zero=True)
+        _positive("eval_batches", self.eval_batches, allow_zero=True)
+
+
+@dataclass
+class SupernetConfig:
+    """The search proxy: Supernet(C, layers, layout, scope) for both the Parent and the Child."""
+
+    C: int = 16
+    layers: int = 8
+    layout: str = "auto"               # auto (imagenet for ImageNet, else cifar) | cifar | imagenet
+    scope: str = "official"            # binarisation scope of the Child: official | book
+    alpha_init_std: float = 1e-3
+
+    def validate(self) -> None:
+        if self.C < 2 or self.C % 2:
+            raise ConfigError(f"C must be an even number >= 2, got {self.C}")
+        if self.layers < 3:
+            raise ConfigError(f"layers must be >= 3 (two reduction cells and a normal one), got {self.layers}")
+        _choice("layout", self.layout, ("auto", "cifar", "imagenet"))
+        _choice("scope", self.scope, ("official", "book"))
+        _positive("alpha_init_std", self.alpha_init_std, allow_zero=True)
+
+
+@dataclass
+class ScheduleConfig:
+    rounds: int = 50                   # epochs per network (see the module docstring)
+    alternation: str = "epoch"         # epoch: Algorithm 10 literally | step: P and C alternate per batch
+    steps_per_epoch: int = 0           # cap on the batches of one epoch (0: a full pass)
+
+    def validate(self) -> None:
+        _positive("rounds", self.rounds)
+        _choice("alternation", self.alternation, ("epoch", "step"))
+        _positive("steps_per_epoch", self.steps_per_epoch, allow_zero=True)
+
+
+@dataclass
+class WeightOptimConfig:
+    """Optimiser of supernet weights: SGD (DARTS default) or Adam; cosine decay to ``lr_min``."""
+
+    optimizer: str = "sgd"             # sgd | adam
+    lr: float = 0.025
+    lr_min: float = 1e-3
+    momentum: float = 0.9              # sgd
+    betas: tuple[float, float] = (0.9, 0.999)  # adam
+    weight_decay: float = 3e-4
+
+    def validate(self) -> None:
+        _choice("optimizer", self.optimizer, ("sgd", "adam"))
+        _positive("lr", self.lr)
+        _positive("lr_min", self.lr_min, allow_zero=True)
+        if self.lr_min > self.lr:
+            raise ConfigError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+        _positive("momentum", self.momentum, allow_zero=True)
+        _positive("weight_decay", self.weight_decay, allow_zero=True)
+
+
+@dataclass
+class ArchOptimConfig:
+    """Adam on α and α̂ (the DARTS architect's settings)."""
+
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1e-3
+
+    def validate(self) -> None:
+        _positive("lr", self.lr)
+        _positive("weight_decay", self.weight_decay, allow_zero=True)
+
+
+@dataclass
+class OptimConfig:
+    w: WeightOptimConfig = field(default_factory=WeightOptimConfig)        # Parent weights w
+    w_hat: WeightOptimConfig = field(default_factory=WeightOptimConfig)    # Child weights ŵ and β
+    alpha: ArchOptimConfig = field(default_factory=ArchOptimConfig)        # α and α̂
+    grad_clip: float = 5.0                                                 # weight-gradient norm (0: off)
+
+    def validate(self) -> None:
+        _positive("grad_clip", self.grad_clip, allow_zero=True)
+
+
+@dataclass
+class ObjectiveConfig:
+    """L = −G + λD + μL_R (Eq. 4.32) and how its α̂-gradient is computed (method D.1-D.4)."""
+
+    lam: float = 5e-3
+    mu: float = 0.2
+    distance: str = "fro"              # fro | l1 | cosine (Table 4.4)
+    curvature: str = "fisher"          # fisher | ggn | exact (exact = "w/o GGN", Table 4.3)
+    fisher_microbatches: int = 1
+    fisher_sign: float = -1.0
+    temperature: float = 1.0
+    label_ce_weight: float = 0.0
+    tangent: str = "recompute"         # recompute on the α̂ batch | epoch_mean of the last Parent epoch
+    reconstruction_reduction: str = "sum"
+
+    def validate(self) -> None:
+        _positive("lam", self.lam, allow_zero=True)
+        _positive("mu", self.mu, allow_zero=True)
+        _choice("distance", self.distance, ("fro", "l1", "cosine"))
+        _choice("curvature", self.curvature, ("fisher", "ggn", "exact"))
+        _positive("fisher_microbatches", self.fisher_microbatches)
+        if self.fisher_sign not in (-1.0, 1.0):
+            raise ConfigError(f"fisher_sign must be -1 or 1, got {self.fisher_sign}")
+        _positive("temperature", self.temperature)
+        _positive("label_ce_weight", self.label_ce_weight, allow_zero=True)
+        _choice("tangent", self.tangent, ("recompute", "epoch_mean"))
+        _choice("reconstruction_reduction", self.reconstruction_reduction, ("sum", "mean"))
+
+
+@dataclass
+class DecoupledConfig:
+    """Decoupled optimisation (method 5.4): backtrack α of low-norm ops by η·ψ̃⊙α_prev."""
+
+    enabled: bool = True
+    psi_init: float = 1e-3
+    psi_lr: float = 0.0                # η_ψ; 0 means "the α learning rate" (method 11.9)
+    tau: Optional[int] = None          # ops ranked beyond τ (by R(w), largest first) are backtracked;
+                                       # None: half the ranked (parametric) ops
+    rank_scope: str = "column"         # column: one ranking per op type (book) | edge: within each edge
+    include_parameter_free: bool = False
+
+    def validate(self) -> None:
+        _positive("psi_init", self.psi_init, allow_zero=True)
+        _positive("psi_lr", self.psi_lr, allow_zero=True)
+        if self.tau is not None and not 0 <= self.tau <= 8:
+            raise ConfigError(f"tau must be in 0..8, got {self.tau}")
+        _choice("rank_scope", self.rank_scope, ("column", "edge"))
+
+
+@dataclass
+class AblationConfig:
+    """Switches of Table 4.2 (D and L_R); decoupled.enabled, objective.curvature and
+    objective.distance are the other ablations (Tables 4.3, 4.4)."""
+
+    use_discrepancy: bool = True       # False: λ = 0 (the tangent propagation is off)
+    use_reconstruction: bool = True    # False: μ = 0
+
+
+@dataclass
+class SampleConfig:
+    """CP-NAS Algorithm 9 (method 10): K = 8 ops per edge, pruned to 1."""
+
+    sweeps: int = 1                    # T: sweeps of K samplings per pruning stage
+    beta_p: float = 0.5                # β_P of Eq. 4.15
+    steps: int = 0                     # training batches per sampled architecture (0: one epoch)
+    eval_batches: int = 0              # search-val batches scoring one architecture (0: all)
+
+    def validate(self) -> None:
+        _positive("sweeps", self.sweeps)
+        _positive("steps", self.steps, allow_zero=True)
+        _positive("eval_batches", self.eval_batches, allow_zero=True)
+
+
+@dataclass
+class RandomConfig:
+    """Random search: ``samples`` random genotypes, each trained ``epochs`` epochs as a Child."""
+
+    samples: int = 8
+    epochs: int = 0                    # epochs per sample (0: 2·rounds/samples, the dcpnas budget)
+    supervision: str = "parent"        # parent: −G + μL_R from a Parent on the same path | label: CE
+    eval_batches: int = 0
+
+    def validate(self) -> None:
+        _positive("samples", self.samples)
+        _positive("epochs", self.epochs, allow_zero=True)
+        _choice("supervision", self.supervision, ("parent", "label"))
+        _positive("eval_batches", self.eval_batches, allow_zero=True)
+
+
+@dataclass
+class SearchConfig:
+    method: str = "dcpnas"
+    data: DataConfig = field(default_factory=DataConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    decoupled: DecoupledConfig = field(default_factory=DecoupledConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    random: RandomConfig = field(default_factory=RandomConfig)
+    init_child_from_parent: bool = False   # method D.6: ŵ ← w once, before the first round
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    threads: int = 0                   # CPU threads for torch (0: torch's default)
+    amp: bool = True                   # bf16 autocast, CUDA only
+    channels_last: bool = True         # CUDA only
+    log_every: int = 10                # steps between log.jsonl step records
+    tensorboard: bool = True           # when torch.utils.tensorboard imports
+    keep_checkpoints: bool = False     # also keep ckpt/epoch_NNN.pt besides ckpt/last.pt
+    stop_after_epochs: int = 0         # stop (resumable) after this many epochs in this process
+
+    def validate(self) -> None:
+        _choice("method", self.method, METHODS)
+        _positive("log_every", self.log_every)
+        _positive("threads", self.threads, allow_zero=True)
+        _positive("stop_after_epochs", self.stop_after_epochs, allow_zero=True)
+        if self.data.dataset == "imagenet" and not self.data.data_dir:
+            raise ConfigError("data.dataset=imagenet needs data.data_dir (the ImageNet root)")
+
+    # -- derived settings ---------------------------------------------------------------------
+    @property
+    def layout(self) -> str:
+        if self.supernet.layout != "auto":
+            return self.supernet.layout
+        return "imagenet" if self.data.dataset == "imagenet" else "cifar"
+
+    @property
+    def lam(self) -> float:
+        """λ in effect: 0 for cpnas and when the discrepancy is ablated."""
+        if self.method == "cpnas" or not self.ablation.use_discrepancy:
+            return 0.0
+        return self.objective.lam
+
+    @property
+    def mu(self) -> float:
+        """μ in effect: 0 when the reconstruction term is ablated."""
+        return self.objective.mu if self.ablation.use_reconstruction else 0.0
+
+
+# -- presets ---------------------------------------------------------------------------------------
+def _quick() -> SearchConfig:
+    """CPU smoke run on the embedded Fashion-MNIST subset: 2 rounds of 3 + 3 steps (1-2 min)."""
+    cfg = SearchConfig()
+    cfg.data = DataConfig(dataset="embedded", batch_size=32, limit=192)
+    cfg.supernet = SupernetConfig(C=4, layers=3)
+    cfg.schedule = ScheduleConfig(rounds=2)
+    cfg.sample = SampleConfig(steps=1, eval_batches=1)
+    cfg.random = RandomConfig(samples=4, eval_batches=2)
+    cfg.device = "cpu"
+    cfg.threads = 1                    # tiny kernels: one thread beats two on a shared 2-core box
+    cfg.log_every = 2
+    return cfg
+
+
+def _fashion_mnist() -> SearchConfig:
+    """Full Fashion-MNIST (downloaded), a CPU-feasible proxy: C 8, 5 cells, 10 rounds."""
+    cfg = SearchConfig()
+    cfg.data = DataConfig(dataset="fashion-mnist", batch_size=64, limit=10000)
+    cfg.supernet = SupernetConfig(C=8, layers=5)
+    cfg.schedule = ScheduleConfig(rounds=10)
+    cfg.sample = SampleConfig(steps=20, eval_batches=4)
+    cfg.random = RandomConfig(samples=10)
+    return cfg
+
+
+def _cifar10() -> SearchConfig:
+    """The DARTS proxy on CIFAR-10: 8 cells, 16 channels, 50 epochs per network, batch 64 (GPU)."""
+    cfg = SearchConfig()
+    cfg.data = DataConfig(dataset="cifar10", batch_size=64, augment=True)
+    cfg.supernet = SupernetConfig(C=16, layers=8)
+    cfg.schedule = ScheduleConfig(rounds=50)
+    cfg.sample = SampleConfig(steps=100, eval_batches=20)
+    cfg.random = RandomConfig(samples=10)
+    cfg.log_every = 50
+    return cfg
+
+
+def _imagenet() -> SearchConfig:
+    """PC-DARTS-style ImageNet proxy: 10% of train/, ImageNet layout, 8 cells, C 16 (multi-GPU)."""
+    cfg = SearchConfig()
+    cfg.data = DataConfig(dataset="imagenet", batch_size=128, imagenet_fraction=0.1, augment=True,
+                          data_dir="data/imagenet")
+    cfg.supernet = SupernetConfig(C=16, layers=8, layout="imagenet")
+    cfg.schedule = ScheduleConfig(rounds=25)
+    cfg.sample = SampleConfig(steps=200, eval_batches=20)
+    cfg.random = RandomConfig(samples=10)
+    cfg.log_every = 50
+    return cfg
+
+
+for _name, _factory in (("quick", _quick), ("fashion-mnist", _fashion_mnist), ("cifar10", _cifar10),
+                        ("imagenet", _imagenet)):
+    register_preset("search", _name, _factory, replace=True)

@@ -1,0 +1,72 @@
+"""What the search loop asks of a method, and what every method is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...space import Genotype, derive_genotype
+from ..config import SearchConfig
+from ..inputs import SearchData
+from ..phases import PhaseDriver
+
+__all__ = ["MethodContext", "SearchMethod"]
+
+
+@dataclass
+class MethodContext:
+    cfg: SearchConfig
+    data: SearchData
+    device: torch.device
+
+
+class SearchMethod:
+    """A search algorithm as a sequence of epochs the loop checkpoints between.
+
+    Subclasses build their learners in ``__init__`` and implement ``num_epochs``,
+    ``run_epoch``, ``alphas``, ``final_accuracies``, ``state_dict``/``load_state_dict``.
+    """
+
+    name = "?"
+
+    def __init__(self, ctx: MethodContext):
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+
+    # -- the loop's interface -------------------------------------------------------------------
+    def num_epochs(self) -> int:
+        raise NotImplementedError
+
+    def epoch_steps(self, epoch: int, driver: PhaseDriver) -> int:
+        """Batches the driver runs in ``epoch`` (for the progress bar)."""
+        return driver.steps_per_epoch()
+
+    def run_epoch(self, epoch: int, driver: PhaseDriver) -> dict:
+        """Run epoch ``epoch`` (0-based) and return its record (metric means, where it was)."""
+        raise NotImplementedError
+
+    def alphas(self) -> list[torch.Tensor]:
+        """The architecture the genotype is derived from (rows: edges, columns: PRIMITIVES)."""
+        raise NotImplementedError
+
+    def genotype(self) -> Genotype:
+        a_normal, a_reduce = self.alphas()
+        return derive_genotype(a_normal, a_reduce)
+
+    def networks(self) -> list[torch.nn.Module]:
+        """Supernets whose BN statistics are averaged over ranks after each epoch."""
+        return []
+
+    def sync_tensors(self) -> list[torch.Tensor]:
+        """Extra state kept identical across ranks (broadcast from rank 0 after each epoch)."""
+        return []
+
+    def final_accuracies(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
