@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/dcpnas demo $(if $(OUT),--out $(OUT))
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_search_step.py

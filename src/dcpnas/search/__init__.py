@@ -1,1 +1,31 @@
+"""The DCP-NAS search: objective terms, curvature products, the Child's α̂-gradient, decoupled
+optimisation (and the search loop and baselines, exported below as they are added)."""
 
+from .child_gradient import ArchGradient, child_arch_gradient
+from .curvature import (CURVATURE_MODES, consistent_derivatives, curvature_product, exact_hvp,
+                        fisher_product, frozen_bn_statistics, ggn_product,
+                        jacobian_vector_product, logit_hessian_product, microbatch_gradients)
+from .decoupled import RANK_SCOPES, DecoupledOptimization
+from .objective import (DISTANCES, child_objective_per_sample, child_parent_G,
+                        child_parent_G_per_sample, child_weight_objective, discrepancy,
+                        discrepancy_direction, parent_forward)
+
+__all__ = [
+    # objective
+    "DISTANCES", "child_objective_per_sample", "child_parent_G", "child_parent_G_per_sample",
+    "child_weight_objective", "discrepancy", "discrepancy_direction", "parent_forward",
+    # curvature
+    "CURVATURE_MODES", "consistent_derivatives", "curvature_product", "exact_hvp",
+    "fisher_product", "frozen_bn_statistics",
+    "ggn_product", "jacobian_vector_product", "logit_hessian_product", "microbatch_gradients",
+    # the Child's architecture gradient
+    "ArchGradient", "child_arch_gradient",
+    # decoupled optimisation
+    "RANK_SCOPES", "DecoupledOptimization",
+]
+
+# The search loop, the baselines and the Python entry point.
+from .api import SearchResult, resolve_search_config, search  # noqa: E402
+from .config import METHODS, SearchConfig  # noqa: E402
+
+__all__ += ["METHODS", "SearchConfig", "SearchResult", "resolve_search_config", "search"]

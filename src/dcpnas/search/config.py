@@ -296,6 +296,8 @@ def _quick() -> SearchConfig:
     cfg.data = DataConfig(dataset="embedded", batch_size=32, limit=192)
     cfg.supernet = SupernetConfig(C=4, layers=3)
     cfg.schedule = ScheduleConfig(rounds=2)
+    # A dozen α-steps instead of DARTS's thousands: a larger Adam step lets α actually move.
+    cfg.optim.alpha.lr = 1e-2
     cfg.sample = SampleConfig(steps=1, eval_batches=1)
     cfg.random = RandomConfig(samples=4, eval_batches=2)
     cfg.device = "cpu"

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Cost of one architecture step: first-order DARTS vs CP-NAS vs DCP-NAS (each curvature mode).
+
+On one Parent/Child supernet pair and one batch, times (median of --repeats after --warmup,
+the steps interleaved round-robin so machine load affects them alike):
+
+  darts-1st      Parent forward + backward of CE w.r.t. α (a plain first-order DARTS α-step)
+  cp-nas         Parent forward (no grad) + Child forward/backward w.r.t. α̂ (λ = 0)
+  dcp-nas/...    Parent forward + tangent (one pass) + Child α̂-gradient with curvature
+                 fisher K=1, fisher K=4, ggn, exact
+
+and prints a markdown table with ratios to darts-1st and to cp-nas. Then, on a small float64
+supernet pair, the cosine between each approximate curvature product and the exact one, for the
+direction v = ∂D/∂g_C that the step uses. Issue targets: fisher ≤ 1.3× cp-nas; exact ≤ 4× darts-1st.
+
+    python benchmarks/bench_search_step.py [--C 8 --layers 5 --batch 32 --repeats 5 --device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from dcpnas.search import child_arch_gradient, parent_forward  # noqa: E402
+from dcpnas.space import Supernet  # noqa: E402
+
+TARGETS = {"dcp-nas fisher K=1": ("cp-nas", 1.3), "dcp-nas exact": ("darts-1st", 4.0)}
+
+
+def build(C, layers, classes, device, dtype, seed=0):
+    torch.manual_seed(seed)
+    parent = Supernet("parent", in_channels=3, num_classes=classes, C=C, layers=layers)
+    child = Supernet("child", in_channels=3, num_classes=classes, C=C, layers=layers)
+    return parent.to(device, dtype), child.to(device, dtype)
+
+
+def step_functions(parent, child, x, y, lam):
+    """name → a closure running one architecture step of that kind."""
+
+    def darts_first_order():
+        alphas = parent.arch_parameters()
+        loss = F.cross_entropy(parent(x), y)
+        return torch.autograd.grad(loss, alphas)
+
+    def cp_nas():
+        parent_logits, _ = parent_forward(parent, x, y, need_tangent=False)
+        return child_arch_gradient(child, x, parent_logits, None, lam=0.0).grad
+
+    def dcp_nas(**kw):
+        def run():
+            parent_logits, tangent = parent_forward(parent, x, y)
+            return child_arch_gradient(child, x, parent_logits, tangent, lam=lam, **kw).grad
+        return run
+
+    return {
+        "darts-1st": darts_first_order,
+        "cp-nas": cp_nas,
+        "dcp-nas fisher K=1": dcp_nas(curvature="fisher"),
+        "dcp-nas fisher K=4": dcp_nas(curvature="fisher", fisher_microbatches=4),
+        "dcp-nas ggn": dcp_nas(curvature="ggn"),
+        "dcp-nas exact": dcp_nas(curvature="exact"),
+    }
+
+
+def time_steps(steps, device, warmup, repeats, before=None):
+    """Median and min seconds per step. The steps are interleaved round-robin over the repeats,
+    so load changes on a shared machine hit every step alike (the ratios are what matter)."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    samples = {name: [] for name in steps}
+    for _ in range(warmup):
+        for name, fn in steps.items():
+            before and before(name)
+            fn()
+    sync()
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            before and before(name)
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t), min(t)) for name, t in samples.items()}
+
+
+def curvature_cosines(args, device):
+    """cos(product_mode, product_exact) and norm ratios for v = ∂D/∂g_C (fro) on a small float64
+    pair, at the Parent's targets and near fit (targets = the Child's logits + 0.05·noise, where
+    theory says GGN → exact and the Fisher sign is right)."""
+    from dcpnas.search import (child_objective_per_sample, consistent_derivatives,
+                               curvature_product, discrepancy_direction)
+
+    parent, child = build(args.small_C, args.small_layers, args.classes, device, torch.float64,
+                          seed=1)
+    g = torch.Generator(device="cpu").manual_seed(2)
+    x = torch.randn(args.small_batch, 3, args.size, args.size, generator=g,
+                    dtype=torch.float64).to(device)
+    y = torch.randint(0, args.classes, (args.small_batch,), generator=g).to(device)
+    parent.eval()
+    parent_logits, tangent = parent_forward(parent, x, y)
+    with torch.no_grad():
+        noise = torch.randn(parent_logits.shape, generator=g, dtype=torch.float64).to(device)
+        near_fit = child(x) + 0.05 * noise
+    K = args.small_batch
+    modes = [("ggn", {}), ("fisher K=1", {}), ("fisher K=4", {"fisher_microbatches": 4}),
+             (f"fisher K={K} (per sample)", {"fisher_microbatches": K})]
+    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])  # noqa: E731
+    results = {name: [] for name, _ in modes}
+    alphas = child.arch_parameters()
+    for targets in (parent_logits, near_fit):
+        with consistent_derivatives(child):
+            logits = child(x)
+        per_sample = child_objective_per_sample(logits, targets)
+        g_C = torch.autograd.grad(per_sample.mean(), alphas, create_graph=True)
+        v = discrepancy_direction([t.detach() for t in g_C], tangent, "fro")
+        ctx = dict(child=child, x=x, child_logits=logits, per_sample_objective=per_sample,
+                   retain_graph=True)
+        exact = flat(curvature_product("exact", g_C=g_C, alphas=alphas, v=v, **ctx))
+        for name, kw in modes:
+            prod = flat(curvature_product(name.split()[0], g_C=[t.detach() for t in g_C],
+                                          alphas=alphas, v=v, **ctx, **kw))
+            results[name].append((F.cosine_similarity(prod, exact, dim=0).item(),
+                                  (prod.norm() / exact.norm()).item()))
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--C", type=int, default=8)
+    p.add_argument("--layers", type=int, default=5)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size", type=int, default=32, help="input height = width")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--lam", type=float, default=5e-3)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    p.add_argument("--small-C", type=int, default=4)
+    p.add_argument("--small-layers", type=int, default=3)
+    p.add_argument("--small-batch", type=int, default=8)
+    p.add_argument("--only", default="", help="comma-separated step names to time (default all)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    parent, child = build(args.C, args.layers, args.classes, device, torch.float32)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
+    y = torch.randint(0, args.classes, (args.batch,), generator=g).to(device)
+    steps = step_functions(parent, child, x, y, args.lam)
+    if args.only:
+        steps = {k: v for k, v in steps.items() if k in args.only.split(",")}
+
+    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"C={args.C} layers={args.layers} batch={args.batch} size={args.size} "
+          f"repeats={args.repeats} warmup={args.warmup} lam={args.lam}\n")
+    # The Parent trains (BN batch statistics) in its own DARTS step and is frozen otherwise.
+    stats = time_steps(steps, device, args.warmup, args.repeats,
+                       before=lambda name: parent.train(name == "darts-1st"))
+    times = {name: med for name, (med, _) in stats.items()}
+
+    base, cp = times.get("darts-1st"), times.get("cp-nas")
+    print("| step | median ms | min ms | × darts-1st | × cp-nas | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, t in times.items():
+        r1 = f"{t / base:.2f}" if base else "–"
+        r2 = f"{t / cp:.2f}" if cp else "–"
+        target = ""
+        if name in TARGETS:
+            ref, limit = TARGETS[name]
+            if ref in times:
+                ok = t / times[ref] <= limit
+                target = f"≤ {limit}× {ref}: {'met' if ok else 'missed'}"
+        print(f"| {name} | {t * 1e3:.1f} | {stats[name][1] * 1e3:.1f} | {r1} | {r2} | {target} |")
+
+    print(f"\nCurvature products vs exact (float64, C={args.small_C}, layers={args.small_layers}, "
+          f"batch={args.small_batch}, v = ∂D/∂g_C with D = F-norm):\n")
+    print("| mode | cos, Parent targets | ‖·‖/‖exact‖ | cos, near fit | ‖·‖/‖exact‖ |")
+    print("|---|---:|---:|---:|---:|")
+    for name, ((c1, r1), (c2, r2)) in curvature_cosines(args, device).items():
+        print(f"| {name} | {c1:+.3f} | {r1:.3g} | {c2:+.3f} | {r2:.3g} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The packed model format (``.dcpnas``): 1-bit conv weights as bits, everything else as stored.
+
+File layout (integers little-endian)::
+
+    offset 0   8 bytes   magic  b"DCPNASPK"
+    offset 8   8 bytes   uint64 H, the length of the JSON header
+    offset 16  H bytes   JSON header (UTF-8), then zero padding to a multiple of 64
+    data_offset          the data section: one blob per tensor, each starting at a multiple of 8
+
+The header (``format: dcpnas-packed/1``) holds the model ``spec`` (genotype, C, layers, layout, scope,
+binary, in_channels, num_classes, image_size, dataset, mean/std: everything needed to rebuild the
+network standalone), the training ``metrics``, ``data_offset``, ``data_size``, ``data_sha256`` (of
+the data section) and ``tensors``: one entry per state-dict entry, in order, with ``name``,
+``dtype``, ``shape``, ``offset`` (from data_offset), ``nbytes`` and ``encoding``:
+
+* ``sign-bits``: the latent weights ŵ of a ``BinaryConv2d`` running with binary weights, stored as
+  sign bits, ``numpy.packbits`` of the C-order flattened tensor with ``bitorder="big"`` (element 0
+  is the most significant bit of byte 0), bit 1 = +1 and 0 = −1 (sign(0) = +1, as the network's
+  binariser); the last byte is zero-padded. Its scale β is the tensor ``<layer>.beta``, stored raw.
+  On loading ŵ becomes ±1, so the network computes exactly the same β∘sign(ŵ) as in training.
+* ``raw``: the tensor's bytes in C order, little-endian (float32 parameters, BN statistics, the
+  int64 ``num_batches_tracked``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..binary import BinaryConv2d
+from ..errors import DataError
+from ..utils.io import _atomic_write  # the shared temp-file + fsync + os.replace writer
+from .spec import ModelSpec
+
+__all__ = ["PACKED_FORMAT", "MAGIC", "PackedReport", "export_packed", "read_packed", "load_packed"]
+
+PACKED_FORMAT = "dcpnas-packed/1"
+MAGIC = b"DCPNASPK"
+_ALIGN_HEADER, _ALIGN_BLOB = 64, 8
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "uint8": torch.uint8}
+
+
+@dataclass
+class PackedReport:
+    path: str
+    file_bytes: int
+    fp32_state_bytes: int              # every state-dict tensor at its stored precision (fp32 weights)
+    reference_file_bytes: Optional[int]  # the model file it was exported from, when given as a path
+    binary_weights: int                # number of 1-bit weights
+    binary_fp32_bytes: int             # those weights in fp32
+    binary_packed_bytes: int           # those weights as bits
+    beta_bytes: int                    # their per-channel β scales (fp32, stored raw)
+    real_bytes: int                    # every other tensor (raw)
+
+    @property
+    def binary_ratio(self) -> float:
+        """How many times smaller the 1-bit weights are than in fp32 (at most 32)."""
+        return self.binary_fp32_bytes / self.binary_packed_bytes if self.binary_packed_bytes else float("nan")
+
+    @property
+    def file_ratio(self) -> float:
+        ref = self.reference_file_bytes or self.fp32_state_bytes
+        return ref / self.file_bytes
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "binary_ratio": self.binary_ratio, "file_ratio": self.file_ratio}
+
+    def table(self) -> str:
+        ref = self.reference_file_bytes
+        lines = [f"packed model        {self.path}: {self.file_bytes:,} bytes"
+                 + (f" ({self.file_ratio:.1f}x smaller than the fp32 model file, {ref:,} bytes)" if ref else ""),
+                 f"1-bit conv weights  {self.binary_weights:,} weights: {self.binary_packed_bytes:,} bytes packed "
+                 f"vs {self.binary_fp32_bytes:,} in fp32 ({self.binary_ratio:.1f}x smaller)",
+                 f"their beta scales   {self.beta_bytes:,} bytes (fp32)",
+                 f"real tensors        {self.real_bytes:,} bytes (stem, BN, PReLU, classifier, statistics)"]
+        return "\n".join(lines)
+
+
+def _packed_names(model: nn.Module) -> set[str]:
+    """State-dict names of latent weights that run binary (packable as sign bits)."""
+    return {f"{name}.weight" for name, m in model.named_modules()
+            if isinstance(m, BinaryConv2d) and m.binary_weights}
+
+
+def _beta_names(model: nn.Module) -> set[str]:
+    return {f"{name}.beta" for name, m in model.named_modules()
+            if isinstance(m, BinaryConv2d) and m.binary_weights}
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    for name, dt in _DTYPES.items():
+        if t.dtype == dt:
+            return name
+    raise DataError(f"cannot pack a tensor of dtype {t.dtype}")
+
+
+def _raw_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().astype("<i2").tobytes()
+    arr = t.numpy()
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _sign_bits(t: torch.Tensor) -> bytes:
+    return np.packbits((t.detach().cpu().reshape(-1) >= 0).numpy(), bitorder="big").tobytes()
+
+
+def _source(source) -> tuple[nn.Module, ModelSpec, dict, Optional[int]]:
+    if isinstance(source, (str, os.PathLike)):
+        from .evaluate import load_model
+
+        model, spec, payload = load_model(source)
+        return model, spec, dict(payload.get("metrics") or {}), os.path.getsize(source)
+    model, spec = source
+    return model, spec, {}, None
+
+
+def export_packed(source, path: str | os.PathLike, *, metrics: Optional[dict] = None) -> PackedReport:
+    """Write the packed file of ``source`` (a model file path, or a ``(model, spec)`` pair)."""
+    model, spec, stored_metrics, reference = _source(source)
+    packed, betas = _packed_names(model), _beta_names(model)
+    entries, blobs, offset = [], [], 0
+    sizes = {"fp32": 0, "bin_fp32": 0, "bin_packed": 0, "beta": 0, "real": 0, "n_bin": 0}
+    for name, t in model.state_dict().items():
+        enc = "sign-bits" if name in packed else "raw"
+        blob = _sign_bits(t) if enc == "sign-bits" else _raw_bytes(t)
+        pad = (-offset) % _ALIGN_BLOB
+        if pad:
+            blobs.append(b"\0" * pad)
+            offset += pad
+        entries.append({"name": name, "dtype": _dtype_name(t), "shape": list(t.shape), "offset": offset,
+                        "nbytes": len(blob), "encoding": enc})
+        blobs.append(blob)
+        offset += len(blob)
+        full = t.numel() * t.element_size()
+        sizes["fp32"] += full
+        if enc == "sign-bits":
+            sizes["bin_fp32"] += full
+            sizes["bin_packed"] += len(blob)
+            sizes["n_bin"] += t.numel()
+        elif name in betas:
+            sizes["beta"] += len(blob)
+        else:
+            sizes["real"] += len(blob)
+    data = b"".join(blobs)
+    header = {"format": PACKED_FORMAT, "spec": spec.to_dict(), "metrics": dict(metrics or stored_metrics),
+              "bit_order": "big", "data_size": len(data), "data_sha256": hashlib.sha256(data).hexdigest(),
+              "tensors": entries}
+    # data_offset depends on the header's own length: fix it with a placeholder of constant width.
+    header["data_offset"] = 0
+    text = json.dumps(header, separators=(",", ":"))
+    start = 16 + len(text.encode()) + 32  # room for the offset's digits
+    data_offset = start + (-start) % _ALIGN_HEADER
+    header["data_offset"] = data_offset
+    raw_header = json.dumps(header, separators=(",", ":")).encode()
+    prefix = MAGIC + struct.pack("<Q", len(raw_header)) + raw_header
+    prefix += b"\0" * (data_offset - len(prefix))
+    _atomic_write(path, lambda f: (f.write(prefix), f.write(data)))
+    return PackedReport(str(path), len(prefix) + len(data), sizes["fp32"], reference, sizes["n_bin"],
+                        sizes["bin_fp32"], sizes["bin_packed"], sizes["beta"], sizes["real"])
+
+
+def read_packed(path: str | os.PathLike) -> tuple[ModelSpec, dict, dict]:
+    """(spec, state_dict, header) of a packed file; a foreign, truncated or corrupt file is a DataError."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"packed model not found: {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot read packed model {path}: {e.strerror or e}") from None
+    if len(raw) < 16 or raw[:8] != MAGIC:
+        raise DataError(f"{path} is not a dcpnas packed model (bad magic)")
+    (hlen,) = struct.unpack("<Q", raw[8:16])
+    try:
+        header = json.loads(raw[16:16 + hlen].decode())
+        start, size = int(header["data_offset"]), int(header["data_size"])
+        entries = header["tensors"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise DataError(f"{path}: the packed model's header is truncated or corrupt") from None
+    if header.get("format") != PACKED_FORMAT:
+        raise DataError(f"{path}: unsupported packed format {header.get('format')!r} (expected {PACKED_FORMAT})")
+    data = raw[start:start + size]
+    if len(data) != size:
+        raise DataError(f"{path} is truncated ({len(raw)} bytes, expected {start + size})")
+    if hashlib.sha256(data).hexdigest() != header.get("data_sha256"):
+        raise DataError(f"{path} is corrupt (data checksum mismatch)")
+    state = {}
+    for e in entries:
+        blob = data[e["offset"]:e["offset"] + e["nbytes"]]
+        shape, n = tuple(e["shape"]), int(np.prod(e["shape"], dtype=np.int64))
+        if e["encoding"] == "sign-bits":
+            bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n, bitorder="big")
+            t = torch.from_numpy(bits.astype(np.float32) * 2.0 - 1.0).reshape(shape)
+            state[e["name"]] = t.to(_DTYPES[e["dtype"]])
+        elif e["dtype"] == "bfloat16":
+            state[e["name"]] = torch.from_numpy(np.frombuffer(blob, "<i2").copy()).view(torch.bfloat16).reshape(shape)
+        else:
+            np_dtype = np.dtype(torch.empty(0, dtype=_DTYPES[e["dtype"]]).numpy().dtype).newbyteorder("<")
+            state[e["name"]] = torch.from_numpy(np.frombuffer(blob, np_dtype).copy()).reshape(shape)
+    return ModelSpec.from_dict(header["spec"], str(path)), state, header
+
+
+def load_packed(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """The network stored in a packed file, in eval mode; it gives the same logits as the model it
+    was exported from (eval mode)."""
+    spec, state, _ = read_packed(path)
+    model = spec.build()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise DataError(f"{path}: the tensors do not fit the stored model spec "
+                        f"({str(e).strip().splitlines()[-1].strip()})") from None
+    return model.to(device).eval()

@@ -1,0 +1,410 @@
+"""Curvature products and the Child's α̂-gradient against independent oracles (float64).
+
+Oracles: autograd of the full objective −G + λD (D built from a create_graph gradient), the full
+Hessian of a small smooth model, an explicit Jᵀ H_z J assembled from the full Jacobian, and Fisher
+products assembled from micro-batch gradients taken by separate backward passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+
+import dcpnas.search.child_gradient as child_gradient_module
+from dcpnas.search import (child_arch_gradient, child_objective_per_sample,
+                           consistent_derivatives, curvature_product, discrepancy,
+                           discrepancy_direction, exact_hvp, frozen_bn_statistics, ggn_product,
+                           microbatch_gradients, parent_forward)
+from dcpnas.space import Supernet
+from dcpnas.space.ops import PReLU
+
+DT = torch.float64
+
+
+# -- models ---------------------------------------------------------------------------------------
+class TinyMixture(nn.Module):
+    """A smooth, BN-free model with the Supernet's α interface (2 α tensors, E=3 edges, M=4 ops).
+
+    Each "cell type" is a chain of E mixed edges h ← Σ_m softmax(α[e])_m tanh(W_{e,m} h); the
+    normal α drives the first chain, the reduce α the second.
+    """
+
+    def __init__(self, features=5, classes=4, edges=3, ops=4):
+        super().__init__()
+        self.alpha_normal = nn.Parameter(0.5 * torch.randn(edges, ops))
+        self.alpha_reduce = nn.Parameter(0.5 * torch.randn(edges, ops))
+        self.W = nn.Parameter(torch.randn(2, edges, ops, features, features) / features ** 0.5)
+        self.head = nn.Linear(features, classes)
+
+    def arch_parameters(self):
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def forward(self, x, alphas=None):
+        alphas = self.arch_parameters() if alphas is None else alphas
+        h = x
+        for c, a in enumerate(alphas):
+            for e in range(a.shape[0]):
+                w = F.softmax(a[e], dim=0)
+                h = sum(w[m] * torch.tanh(h @ self.W[c, e, m].T) for m in range(a.shape[1]))
+        return self.head(h)
+
+
+def _supernet(kind, seed):
+    torch.manual_seed(seed)
+    net = Supernet(kind, in_channels=3, num_classes=5, C=4, layers=3).to(DT)
+    with torch.no_grad():  # α away from uniform, so curvature is not degenerate
+        for a in net.arch_parameters():
+            a.normal_(0.0, 0.5)
+    return net
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return _supernet("parent", 0), _supernet("child", 1)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(8, 3, 8, 8, generator=g, dtype=DT)
+    y = torch.randint(0, 5, (8,), generator=g)
+    return x, y
+
+
+def _flat(ts):
+    return torch.cat([t.reshape(-1) for t in ts])
+
+
+def _rel(a, b):
+    a, b = _flat(a), _flat(b)
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def _cos(a, b):
+    return F.cosine_similarity(_flat(a), _flat(b), dim=0).item()
+
+
+def _g_C(net, x, parent_logits, *, create_graph=False, **kw):
+    """(logits, ∂G̃/∂α̂); with create_graph under the exact path's derivative convention."""
+    alphas = net.arch_parameters()
+    with consistent_derivatives(net) if create_graph else contextlib.nullcontext():
+        logits = net(x)
+    G = child_objective_per_sample(logits, parent_logits, **kw).mean()
+    return logits, torch.autograd.grad(G, alphas, create_graph=create_graph, retain_graph=True)
+
+
+# -- the exact path ------------------------------------------------------------------------------
+@pytest.mark.parametrize("distance, lam", [("fro", 5e-3), ("fro", 1.0), ("l1", 1.0),
+                                           ("cosine", 1.0)])
+def test_exact_gradient_equals_autograd_of_full_objective(nets, batch, distance, lam):
+    parent, child = nets
+    x, y = batch
+    parent_logits, tangent = parent_forward(parent, x, y)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=lam, distance=distance,
+                              curvature="exact")
+    # Oracle: build D from a create_graph gradient and differentiate −G + λD directly (with the
+    # PReLU kink convention that the exact path uses; see test_prelu_derivative_conventions).
+    alphas = child.arch_parameters()
+    with consistent_derivatives(child):
+        logits = child(x)
+    G = child_objective_per_sample(logits, parent_logits).mean()
+    g_C = torch.autograd.grad(G, alphas, create_graph=True)
+    D = discrepancy(g_C, tangent, distance)
+    expected = torch.autograd.grad(-G + lam * D, alphas)
+    assert _rel(got.grad, expected) < 1e-5
+    assert got.D == pytest.approx(D.item(), rel=1e-10)
+    assert got.G == pytest.approx(G.item(), rel=1e-12)
+    if lam == 1.0:  # the curvature term is not negligible, so the check above has teeth
+        assert _rel(got.grad, [-g for g in got.g_C]) > 1e-2
+
+
+def test_exact_gradient_with_label_term_and_temperature(nets, batch):
+    parent, child = nets
+    x, y = batch
+    parent_logits, tangent = parent_forward(parent, x, y)
+    kw = dict(temperature=2.0, label_ce_weight=0.5, labels=y)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=1.0, curvature="exact", **kw)
+    alphas = child.arch_parameters()
+    with consistent_derivatives(child):
+        logits = child(x)
+    T = 2.0
+    G = -F.kl_div(F.log_softmax(logits / T, 1), F.log_softmax(parent_logits / T, 1),
+                  log_target=True, reduction="batchmean")
+    G_tilde = G - 0.5 * F.cross_entropy(logits, y)
+    g_C = torch.autograd.grad(G_tilde, alphas, create_graph=True)
+    D = sum((g - p).pow(2).sum() for g, p in zip(g_C, tangent))
+    expected = torch.autograd.grad(-G_tilde + D, alphas)
+    assert _rel(got.grad, expected) < 1e-5
+    assert got.G == pytest.approx(G.item(), rel=1e-10)
+
+
+def test_exact_hvp_equals_full_hessian_of_smooth_model():
+    torch.manual_seed(3)
+    net = TinyMixture().to(DT)
+    x = torch.randn(6, 5, dtype=DT)
+    parent_logits = torch.randn(6, 4, dtype=DT)
+    shapes = [a.shape for a in net.arch_parameters()]
+
+    def G_of(flat):
+        a = list(torch.split(flat, [s.numel() for s in shapes]))
+        a = [t.view(s) for t, s in zip(a, shapes)]
+        return child_objective_per_sample(net(x, alphas=a), parent_logits).mean()
+
+    H = torch.autograd.functional.hessian(G_of, _flat(net.arch_parameters()).detach())
+    v = [torch.randn(s, dtype=DT) for s in shapes]
+    _, g_C = _g_C(net, x, parent_logits, create_graph=True)
+    hv = exact_hvp(g_C, net.arch_parameters(), v)
+    assert _rel(hv, [H @ _flat(v)]) < 1e-10
+
+
+def test_exact_path_ignores_autocast(nets, batch):
+    """The exact path runs in the model's precision even inside an autocast region."""
+    parent, child = nets
+    x, y = batch
+    child32, parent32, x32 = copy.deepcopy(child).float(), copy.deepcopy(parent).float(), x.float()
+    parent_logits, tangent = parent_forward(parent32, x32, y)
+    plain = child_arch_gradient(child32, x32, parent_logits, tangent, lam=1.0, curvature="exact")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = child_arch_gradient(child32, x32, parent_logits, tangent, lam=1.0,
+                                   curvature="exact")
+        assert child32(x32).dtype == torch.bfloat16  # autocast is really on around the call
+    assert all(g.dtype == torch.float32 for g in auto.grad)
+    assert _rel(auto.grad, plain.grad) < 1e-5
+
+
+# -- λ = 0: CP-NAS ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("curvature", ["exact", "ggn", "fisher"])
+def test_lambda_zero_is_cp_nas_and_skips_curvature(nets, batch, curvature, monkeypatch):
+    parent, child = nets
+    x, y = batch
+    parent_logits, tangent = parent_forward(parent, x, y)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("λ = 0 must not compute a curvature product")
+
+    monkeypatch.setattr(child_gradient_module, "curvature_product", forbidden)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=0.0, curvature=curvature,
+                              fisher_microbatches=4)
+    assert got.curvature_term is None
+    assert all(torch.equal(g, -c) for g, c in zip(got.grad, got.g_C))
+    _, g_C = _g_C(child, x, parent_logits)
+    assert _rel(got.grad, [-g for g in g_C]) < 1e-12
+
+
+# -- GGN -------------------------------------------------------------------------------------------
+def _explicit_ggn_products(net, x, v, settings):
+    """Σ_b J_bᵀ H_b J_b v for each (temperature, label_ce_weight) in ``settings``, from the full
+    Jacobian (reverse mode) and explicit per-sample logit Hessians."""
+    alphas = net.arch_parameters()
+    shapes = [a.shape for a in alphas]
+
+    def logits_of(flat):
+        a = [t.view(s) for t, s in zip(torch.split(flat, [s.numel() for s in shapes]), shapes)]
+        return net(x, alphas=a)
+
+    flat = _flat(alphas).detach()
+    with torch.no_grad():
+        z = logits_of(flat)
+    J = torch.autograd.functional.jacobian(logits_of, flat, vectorize=True)  # B × N × d
+    B, N = z.shape
+    out = []
+    for T, w in settings:
+        total = torch.zeros(flat.numel(), dtype=DT)
+        for b in range(B):
+            q = F.softmax(z[b] / T, 0)
+            H = -(torch.diag(q) - torch.outer(q, q)) / (B * T ** 2)
+            q1 = F.softmax(z[b], 0)
+            H = H - w * (torch.diag(q1) - torch.outer(q1, q1)) / B
+            total += J[b].T @ (H @ (J[b] @ _flat(v)))
+        out.append([total])
+    return out
+
+
+def test_ggn_equals_explicit_jacobian_product_on_child(nets, batch):
+    _, child = nets
+    x, _ = batch
+    x = x[:4]
+    torch.manual_seed(4)
+    v = [torch.randn_like(a) for a in child.arch_parameters()]
+    settings = [(1.0, 0.0), (2.0, 0.5)]
+    expected = _explicit_ggn_products(child, x, v, settings)
+    logits = child(x)
+    for (T, w), exp in zip(settings, expected):
+        got = ggn_product(child, x, child.arch_parameters(), v, child_logits=logits,
+                          temperature=T, label_ce_weight=w, retain_graph=True)
+        assert _rel(got, exp) < 1e-10
+    # Without attached logits it runs its own forward; the result is the same ...
+    buffers = [b.clone() for b in child.buffers()]
+    again = ggn_product(child, x, child.arch_parameters(), v, temperature=2.0, label_ce_weight=0.5)
+    assert _rel(again, expected[1]) < 1e-10
+    # ... and the curvature forwards leave the BN running statistics alone.
+    assert all(torch.equal(a, b) for a, b in zip(buffers, child.buffers()))
+
+
+def test_ggn_equals_explicit_jacobian_product_on_smooth_model():
+    torch.manual_seed(5)
+    net = TinyMixture().to(DT)
+    x = torch.randn(6, 5, dtype=DT)
+    v = [torch.randn_like(a) for a in net.arch_parameters()]
+    [expected] = _explicit_ggn_products(net, x, v, [(0.7, 0.0)])
+    got = ggn_product(net, x, net.arch_parameters(), v, temperature=0.7)
+    assert _rel(got, expected) < 1e-10
+
+
+@pytest.mark.parametrize("model", ["child", "smooth"])
+def test_ggn_equals_exact_where_child_matches_parent(nets, batch, model):
+    """Where p̂ = p the residual (p − p̂)·∂²z of H_G vanishes, so GGN = H_G exactly."""
+    if model == "child":
+        net, x = nets[1], batch[0]
+    else:
+        torch.manual_seed(6)
+        net, x = TinyMixture().to(DT), torch.randn(6, 5, dtype=DT)
+    alphas = net.arch_parameters()
+    with torch.no_grad():
+        fitted_parent_logits = net(x)
+    logits, g_C = _g_C(net, x, fitted_parent_logits, create_graph=True)
+    torch.manual_seed(7)
+    v = [torch.randn_like(a) for a in alphas]
+    exact = exact_hvp(g_C, alphas, v, retain_graph=True)  # ggn's VJP reuses the forward graph
+    ggn = ggn_product(net, x, alphas, v, child_logits=logits)
+    assert _flat(exact).norm() > 1e-8
+    assert _rel(ggn, exact) < 1e-8
+
+
+def test_ggn_points_like_exact_near_fit(nets, batch):
+    """Near p̂ = p the residual term is small: GGN and the exact product nearly coincide."""
+    _, child = nets
+    x, _ = batch
+    alphas = child.arch_parameters()
+    with torch.no_grad():
+        parent_logits = child(x) + 0.05 * torch.randn(x.shape[0], 5, dtype=DT,
+                                                     generator=torch.Generator().manual_seed(8))
+    logits, g_C = _g_C(child, x, parent_logits, create_graph=True)
+    v = [torch.randn(a.shape, dtype=DT, generator=torch.Generator().manual_seed(9))
+         for a in alphas]
+    exact = exact_hvp(g_C, alphas, v, retain_graph=True)
+    ggn = ggn_product(child, x, alphas, v, child_logits=logits)
+    assert _cos(ggn, exact) > 0.95
+
+
+# -- Fisher ----------------------------------------------------------------------------------------
+def test_fisher_rank_one_is_its_formula(nets, batch):
+    parent, child = nets
+    x, y = batch
+    parent_logits, tangent = parent_forward(parent, x, y)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=0.3, distance="fro",
+                              curvature="fisher", fisher_sign=-1.0)
+    _, g_C = _g_C(child, x, parent_logits)
+    g, gp = _flat(g_C), _flat(tangent)
+    v = 2 * (g - gp)
+    expected = -g + 0.3 * (-1.0) * (g @ v) * g
+    assert _rel(got.grad, [expected]) < 1e-10
+    # The sign is an option: s = +1 flips the curvature term only.
+    plus = child_arch_gradient(child, x, parent_logits, tangent, lam=0.3, curvature="fisher",
+                               fisher_sign=1.0)
+    assert _rel(plus.curvature_term, [-c for c in got.curvature_term]) < 1e-12
+
+
+@pytest.mark.parametrize("K", [3])
+def test_fisher_microbatches_are_their_formula(nets, batch, K):
+    """K = 3 micro-batches of B = 8 (uneven: 3, 3, 2): s/K Σ_k ⟨g_k, v⟩ g_k, where each g_k is the
+    gradient of the mean G̃ over micro-batch k through the full-batch forward."""
+    parent, child = nets
+    x, y = batch
+    parent_logits, tangent = parent_forward(parent, x, y)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=1.0, distance="l1",
+                              curvature="fisher", fisher_microbatches=K)
+    _, g_C = _g_C(child, x, parent_logits)
+    v = _flat(discrepancy_direction(g_C, tangent, "l1"))
+    per_sample = child_objective_per_sample(child(x), parent_logits)
+    grads = [_flat(torch.autograd.grad(per_sample[idx].mean(), child.arch_parameters(),
+                                       retain_graph=True))
+             for idx in torch.arange(8).tensor_split(K)]  # one plain backward per micro-batch
+    expected = -sum((g @ v) * g for g in grads) / K
+    assert _rel(got.curvature_term, [expected]) < 1e-10
+    # The micro-batch gradients recombine into g_C (weights n_k / B).
+    sizes = [len(i) for i in torch.arange(8).tensor_split(K)]
+    assert _rel([sum(n * g for n, g in zip(sizes, grads)) / 8], g_C) < 1e-10
+
+
+def test_fisher_rank_one_points_like_exact_near_fit(nets, batch):
+    """Near a fitted Child (p̂ ≈ p) H_G ≈ GGN ≼ 0, so for v = g_C the quadratic form gᵀH_G g < 0.
+    The rank-1 product with s = −1 is −‖g‖²g, whose inner product with H_G g is −‖g‖²·gᵀH_G g > 0:
+    a positive cosine with the exact product."""
+    _, child = nets
+    x, _ = batch
+    alphas = child.arch_parameters()
+    with torch.no_grad():
+        parent_logits = child(x) + 0.05 * torch.randn(x.shape[0], 5, dtype=DT,
+                                                     generator=torch.Generator().manual_seed(10))
+    _, g_C = _g_C(child, x, parent_logits, create_graph=True)
+    v = [g.detach() for g in g_C]
+    exact = exact_hvp(g_C, alphas, v)
+    fisher = curvature_product("fisher", g_C=v, alphas=alphas, v=v)
+    assert (_flat(v) @ _flat(exact)).item() < 0  # the premise
+    assert _cos(fisher, exact) > 0
+
+
+def test_microbatch_gradients_rejects_too_many_parts(nets, batch):
+    _, child = nets
+    x, _ = batch
+    per_sample = child(x).logsumexp(1)
+    with pytest.raises(ValueError, match="micro-batches"):
+        microbatch_gradients(per_sample, child.arch_parameters(), 9)
+
+
+# -- dispatcher and helpers -------------------------------------------------------------------------
+def test_curvature_product_rejects_unknown_mode_and_context(nets):
+    _, child = nets
+    a = child.arch_parameters()
+    with pytest.raises(ValueError, match="curvature mode"):
+        curvature_product("hessian", g_C=a, alphas=a, v=a)
+    with pytest.raises(TypeError, match="unexpected"):
+        curvature_product("fisher", g_C=a, alphas=a, v=a, fisher_signs=1.0)
+
+
+def test_frozen_bn_statistics_restores_flags_and_keeps_buffers():
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.BatchNorm1d(3), nn.BatchNorm1d(3))
+    net[1].eval()
+    before = [b.clone() for b in net.buffers()]
+    x = torch.randn(5, 3)
+    with frozen_bn_statistics(net):
+        out = net(x)
+    assert net[0].track_running_stats and net[1].track_running_stats
+    assert all(torch.equal(a, b) for a, b in zip(before, net.buffers()))
+    assert torch.allclose(out, net(x))  # same output as a normal training-mode forward
+    assert not torch.equal(before[0], net[0].running_mean)  # ...which does update statistics
+
+
+def test_prelu_derivative_conventions():
+    """The Child's PReLU at x = 0: native backward uses the slope a, but native forward-mode AD
+    and double backward use 1. Under forward AD and ``consistent_derivatives`` every mode uses a,
+    which the GGN-vs-exact equalities above rely on; plain calls keep the native kernel."""
+    act = PReLU(1).to(DT)
+    x = torch.tensor([0.0, -2.0, 3.0], dtype=DT).view(1, 1, 3)
+    a = act.weight.item()
+    expected = torch.tensor([a, a, 1.0], dtype=DT)
+
+    def slopes(consistent):
+        with consistent_derivatives(act) if consistent else contextlib.nullcontext():
+            xr = x.clone().requires_grad_(True)
+            u = torch.ones_like(x, requires_grad=True)
+            first, = torch.autograd.grad(act(xr), xr, u, create_graph=True)
+            second, = torch.autograd.grad(first, u, torch.ones_like(first))
+        with torch.no_grad(), fwAD.dual_level():
+            tangent = fwAD.unpack_dual(act(fwAD.make_dual(x, torch.ones_like(x)))).tangent
+        return first.detach().flatten(), second.flatten(), tangent.flatten()
+
+    first, second, tangent = slopes(consistent=True)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    assert torch.equal(tangent, expected)
+    native_first, _, _ = slopes(consistent=False)
+    assert torch.equal(native_first, expected)
+    assert act.consistent_derivatives is False
