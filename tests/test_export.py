@@ -23,14 +23,6 @@ from dcpnas.train.spec import ModelSpec
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def trained_like(binary: bool = True, C: int = 4, layers: int = 3, binary_weights: bool = True, seed: int = 0):
     """A network whose every parameter and BN statistic is non-trivial (as after training)."""
     spec = ModelSpec(genotype=DDPNAS_MCN_2.to_dict(), C=C, layers=layers, layout="cifar", scope="official",

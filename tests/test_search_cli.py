@@ -14,36 +14,15 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from dcpnas.cli.main import main
-from dcpnas.data import load_embedded
 from dcpnas.search.config import METHODS
 from dcpnas.space import PRIMITIVES, derive_genotype, load_genotype
 from dcpnas.utils.logging import read_jsonl
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory):
-    ds = load_embedded()
-    def down(x):
-        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 8).round().to(torch.uint8)[:, 0].numpy()
-    path = tmp_path_factory.mktemp("data") / "fmnist8.npz"
-    np.savez(path, x_train=down(ds.x_train[:200]), y_train=ds.y_train[:200].numpy(),
-             x_test=down(ds.x_test[:20]), y_test=ds.y_test[:20].numpy())
-    return path
 
 
 def tiny_args(npz, *extra):

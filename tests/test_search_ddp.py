@@ -12,12 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from dcpnas.data import load_embedded
 from dcpnas.utils.logging import read_jsonl
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -27,18 +25,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory):
-    ds = load_embedded()
-
-    def down(x):
-        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 8).round().to(torch.uint8)[:, 0].numpy()
-    path = tmp_path_factory.mktemp("data") / "fmnist8.npz"
-    np.savez(path, x_train=down(ds.x_train[:200]), y_train=ds.y_train[:200].numpy(),
-             x_test=down(ds.x_test[:20]), y_test=ds.y_test[:20].numpy())
-    return path
 
 
 def overrides(npz):

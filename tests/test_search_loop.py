@@ -10,7 +10,6 @@ import hashlib
 import json
 import xml.etree.ElementTree as ET
 
-import numpy as np
 import pytest
 import torch
 
@@ -32,33 +31,14 @@ TINY = ["data.limit=32", "data.batch_size=8", "supernet.C=2", "schedule.rounds=1
         "deterministic=true", "tensorboard=false"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny supernets run many small kernels: one thread is faster (and far more robust on a shared
-    machine) than several. The search itself sets ``threads`` from its config."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(*extra):
     return TINY + list(extra)
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
+def small(tiny_npz):
     """``tiny`` on real Fashion-MNIST images average-pooled to 8×8 (an ``npz:`` dataset): faster."""
-    from dcpnas.data import load_embedded
-
-    ds = load_embedded()
-
-    def down(x):
-        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 8).round().to(torch.uint8)[:, 0].numpy()
-    path = tmp_path_factory.mktemp("data") / "fmnist8.npz"
-    np.savez(path, x_train=down(ds.x_train[:200]), y_train=ds.y_train[:200].numpy(),
-             x_test=down(ds.x_test[:20]), y_test=ds.y_test[:20].numpy())
-    return lambda *extra: tiny(f"data.dataset=npz:{path}", *extra)
+    return lambda *extra: tiny(f"data.dataset=npz:{tiny_npz}", *extra)
 
 
 def sha(path):

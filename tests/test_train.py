@@ -38,15 +38,6 @@ from dcpnas.utils.logging import read_jsonl
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run many small kernels: one thread is faster and deterministic."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory) -> str:
     """A learnable 4-class dataset: class k has a bright k-th quadrant (plus noise)."""

@@ -17,7 +17,7 @@ Later modules define their own config dataclasses and register presets::
 
 from .files import load_config_file, save_config
 from .presets import get_preset, list_presets, register_preset, resolve_config
-from .schema import apply_overrides, deep_merge, from_dict, parse_override, parse_value, to_dict, validate_config
+from .schema import apply_overrides, deep_merge, flatten, from_dict, parse_override, parse_value, to_dict, validate_config
 
 __all__ = [
     "from_dict",
@@ -27,6 +27,7 @@ __all__ = [
     "parse_override",
     "parse_value",
     "deep_merge",
+    "flatten",
     "load_config_file",
     "save_config",
     "register_preset",

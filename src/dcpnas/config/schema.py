@@ -355,6 +355,17 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"section.key": value}`` (to compare two configs key by key)."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _split_list(text: str) -> list[Any] | None:
     """``[a, b]`` with unquoted items (not JSON) -> ['a', 'b']; shells eat the quotes JSON needs."""
     inner = text[1:-1].strip()

@@ -24,7 +24,7 @@ from typing import Optional
 
 
 from .. import __version__
-from ..config import save_config, to_dict
+from ..config import flatten, save_config, to_dict
 from ..errors import ConfigError
 from ..space import Genotype
 from ..utils.distributed import DistEnv, barrier, broadcast_, seed_everything
@@ -57,21 +57,10 @@ class SearchResult:
     summary: dict = field(default_factory=dict)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def check_resume_config(saved: dict, cfg: SearchConfig) -> None:
     """A resumed run must compute the same thing: only RUNTIME_KEYS may differ from the saved run."""
-    now = _flat(to_dict(cfg))
-    for key, value in _flat(saved).items():
+    now = flatten(to_dict(cfg))
+    for key, value in flatten(saved).items():
         if key in RUNTIME_KEYS:
             continue
         if now.get(key, value) != value:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import save_config, to_dict
+from ..config import flatten, save_config, to_dict
 from ..errors import ConfigError, DcpnasError, NonFiniteLossError
 from ..utils.distributed import (DistEnv, all_reduce_mean_, autocast_context, barrier, broadcast_,
                                  init_distributed, seed_everything)
@@ -82,19 +82,8 @@ def model_spec(cfg: TrainConfig, data: TrainData) -> ModelSpec:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _check_same_config(saved: dict, cfg: TrainConfig, path: Path) -> None:
-    now, before = _flat(to_dict(cfg)), _flat(saved)
+    now, before = flatten(to_dict(cfg)), flatten(saved)
     for key in sorted(set(now) | set(before)):
         if key in RESUMABLE_CHANGES:
             continue
