@@ -436,3 +436,25 @@ def test_curves_fall_back_to_pure_svg(tmp_path, monkeypatch):
     lines = root.findall("{http://www.w3.org/2000/svg}polyline")
     assert len(lines) == 3 and all(len(p.get("points").split()) == 4 for p in lines)
     assert any(l.get("stroke-dasharray") == "4,3" for l in root.iter("{http://www.w3.org/2000/svg}line"))
+
+
+def test_step2_as_a_separate_job_from_step1_pt(npz, tmp_path, monkeypatch):
+    train(tiny(npz), tmp_path / "two")
+    step1 = tmp_path / "two" / "step1.pt"
+    seen = {}
+    real_enter = trainer_mod.enter_stage
+
+    def spy(model, stage, *, fresh):
+        real_enter(model, stage, fresh=fresh)
+        seen.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    monkeypatch.setattr(trainer_mod, "enter_stage", spy)
+    train(tiny(npz, "two_step=false", f"model.init_from={step1}", "optim.weight_decay=0"), tmp_path / "s2")
+    start = load_model(step1)[0].state_dict()
+    for k, v in start.items():
+        if k.endswith(".beta"):
+            assert torch.allclose(seen[k], seen[k[:-4] + "weight"].abs().mean(dim=(1, 2, 3)))
+        else:
+            assert torch.equal(seen[k], v), k
+    with pytest.raises(ConfigError, match="its C is 4"):
+        train(tiny(npz, "model.C=6", f"model.init_from={step1}"), tmp_path / "bad")

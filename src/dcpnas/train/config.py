@@ -44,6 +44,7 @@ class ModelConfig:
     scope: Literal["official", "book"] = "official"  # binarisation scope of the 1-bit ops
     layout: Literal["auto", "cifar", "imagenet"] = "auto"  # auto: imagenet for ImageNet, else cifar
     drop_path: float = 0.0             # final drop-path probability (ramped linearly over a step)
+    init_from: Optional[str] = None    # start from a model file's weights (e.g. a run's step1.pt)
 
     def validate(self) -> None:
         from ..space.network import SIZES

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..binary import binary_convs
 from ..config import flatten, save_config, to_dict
 from ..errors import ConfigError, DcpnasError, NonFiniteLossError
 from ..utils.distributed import (DistEnv, all_reduce_mean_, autocast_context, barrier, broadcast_,
@@ -303,6 +304,26 @@ def _open_run(cfg: TrainConfig, out: Path, resume: bool, env: DistEnv, role: str
     return state
 
 
+def _init_from(model: nn.Module, spec: ModelSpec, path: str, reset_beta: bool) -> None:
+    """Load the weights of a model file into ``model`` (the same network; its binary mode aside).
+
+    Starting binary weights from a step-1 model (real weights) is the switch of the two-step
+    recipe run as a separate job (as the authors do): β ← mean|ŵ| then, when ``reset_beta``.
+    """
+    from .evaluate import read_model_file
+
+    other, state, _ = read_model_file(path)
+    keys = ("genotype", "C", "layers", "layout", "scope", "binary", "in_channels", "num_classes")
+    for key in keys:
+        if getattr(other, key) != getattr(spec, key):
+            raise ConfigError(f"model.init_from={path}: its {key} is {getattr(other, key)!r}, this run's is "
+                              f"{getattr(spec, key)!r}")
+    model.load_state_dict(state)
+    if reset_beta and other.binary and not other.binary_weights:
+        for conv in binary_convs(model):
+            conv.reset_beta()
+
+
 def _restore(state: Optional[dict], model: nn.Module, data: TrainData, out: Path, env: DistEnv) -> _Position:
     if state is None:
         return _Position()
@@ -338,6 +359,8 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, dataset, env: Optional[
     if env.device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     stages = plan_stages(cfg)
+    if cfg.model.init_from and state is None:
+        _init_from(model, spec, cfg.model.init_from, reset_beta=cfg.reset_beta and stages[0].binary_weights)
     pos = _restore(state, model, data, out, env)
     if state is not None:
         console(f"{role}: resuming {out} after {len(pos.history)} epoch(s)")
