@@ -56,8 +56,27 @@ GROUPS = {
 }
 
 
+class _Costs:
+    """The derived measures shared by a layer, a group and a whole profile: each holds
+    ``binary_params``, ``real_params``, ``flops`` and ``bops``."""
+
+    @property
+    def params(self) -> int:
+        return self.binary_params + self.real_params
+
+    @property
+    def bits(self) -> int:
+        """1 bit per binary weight, 32 per real parameter."""
+        return self.binary_params + BITS_REAL * self.real_params
+
+    @property
+    def ops(self) -> float:
+        """OPs = FLOPs + BOPs/64."""
+        return self.flops + self.bops / WORD_BITS
+
+
 @dataclass(frozen=True)
-class LayerCost:
+class LayerCost(_Costs):
     """The cost of one convolution or linear layer (summed over its calls in one forward pass)."""
 
     name: str
@@ -76,18 +95,6 @@ class LayerCost:
         """``binary`` when the weights are stored as 1 bit, else ``real``."""
         return "binary" if self.binary_params else "real"
 
-    @property
-    def params(self) -> int:
-        return self.binary_params + self.real_params
-
-    @property
-    def bits(self) -> int:
-        return self.binary_params + BITS_REAL * self.real_params
-
-    @property
-    def ops(self) -> float:
-        return self.flops + self.bops / WORD_BITS
-
     def to_dict(self) -> dict:
         return {"name": self.name, "type": self.type, "kind": self.kind, "precision": self.precision,
                 "group": self.group, "binary_params": self.binary_params,
@@ -97,7 +104,7 @@ class LayerCost:
 
 
 @dataclass(frozen=True)
-class GroupCost:
+class GroupCost(_Costs):
     """Summed costs of the layers of one summary group."""
 
     group: str
@@ -108,17 +115,9 @@ class GroupCost:
     flops: int
     bops: int
 
-    @property
-    def bits(self) -> int:
-        return self.binary_params + BITS_REAL * self.real_params
-
-    @property
-    def ops(self) -> float:
-        return self.flops + self.bops / WORD_BITS
-
 
 @dataclass
-class Profile:
+class Profile(_Costs):
     """Per-layer costs of one network and their totals (see the module docstring for conventions)."""
 
     input_shape: tuple[int, ...]
@@ -136,14 +135,6 @@ class Profile:
     @property
     def real_params(self) -> int:
         return sum(r.real_params for r in self.layers) + sum(self.other_params.values())
-
-    @property
-    def params(self) -> int:
-        return self.binary_params + self.real_params
-
-    @property
-    def bits(self) -> int:
-        return self.binary_params + BITS_REAL * self.real_params
 
     @property
     def classifier_bits(self) -> int:
@@ -172,11 +163,6 @@ class Profile:
     @property
     def bops(self) -> int:
         return sum(r.bops for r in self.layers)
-
-    @property
-    def ops(self) -> float:
-        """OPs = FLOPs + BOPs/64."""
-        return self.flops + self.bops / WORD_BITS
 
     def groups(self) -> list[GroupCost]:
         """Per-group sums in table order; empty groups are left out."""
