@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_sign_bits_layout_is_as_documented(tmp_path):
     export_packed((model, spec), tmp_path / "m.dcpnas")
     raw = (tmp_path / "m.dcpnas").read_bytes()
     assert raw[:8] == MAGIC
-    header = json.loads(raw[16:16 + int.from_bytes(raw[8:16], "little")])
+    header = json.loads(zlib.decompress(raw[16:16 + int.from_bytes(raw[8:16], "little")]))
     assert header["data_offset"] % 64 == 0
     conv_name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, BinaryConv2d))
     entry = next(e for e in header["tensors"] if e["name"] == f"{conv_name}.weight")

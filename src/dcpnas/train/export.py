@@ -3,11 +3,14 @@
 File layout (integers little-endian)::
 
     offset 0   8 bytes   magic  b"DCPNASPK"
-    offset 8   8 bytes   uint64 H, the length of the JSON header
-    offset 16  H bytes   JSON header (UTF-8), then zero padding to a multiple of 64
+    offset 8   8 bytes   uint64 H, the length of the compressed header
+    offset 16  H bytes   the header: UTF-8 JSON compressed with zlib (RFC 1950), then zero padding
+                         to a multiple of 64
     data_offset          the data section: one blob per tensor, each starting at a multiple of 8
 
-The header (``format: dcpnas-packed/1``) holds the model ``spec`` (genotype, C, layers, layout, scope,
+(The header is compressed because a small network has hundreds of tensors, mostly BatchNorm
+statistics, whose names would otherwise outweigh the packed weights.) The header
+(``format: dcpnas-packed/1``) holds the model ``spec`` (genotype, C, layers, layout, scope,
 binary, in_channels, num_classes, image_size, dataset, mean/std: everything needed to rebuild the
 network standalone), the training ``metrics``, ``data_offset``, ``data_size``, ``data_sha256`` (of
 the data section) and ``tensors``: one entry per state-dict entry, in order, with ``name``,
@@ -28,6 +31,7 @@ import hashlib
 import json
 import os
 import struct
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -157,13 +161,15 @@ def export_packed(source, path: str | os.PathLike, *, metrics: Optional[dict] = 
     header = {"format": PACKED_FORMAT, "spec": spec.to_dict(), "metrics": dict(metrics or stored_metrics),
               "bit_order": "big", "data_size": len(data), "data_sha256": hashlib.sha256(data).hexdigest(),
               "tensors": entries}
-    # data_offset depends on the header's own length: fix it with a placeholder of constant width.
-    header["data_offset"] = 0
-    text = json.dumps(header, separators=(",", ":"))
-    start = 16 + len(text.encode()) + 32  # room for the offset's digits
-    data_offset = start + (-start) % _ALIGN_HEADER
-    header["data_offset"] = data_offset
-    raw_header = json.dumps(header, separators=(",", ":")).encode()
+    # data_offset depends on the header's own length: iterate until the padded length is stable.
+    data_offset = 0
+    while True:
+        header["data_offset"] = data_offset
+        raw_header = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
+        end = 16 + len(raw_header)
+        if end <= data_offset:
+            break
+        data_offset = end + (-end) % _ALIGN_HEADER
     prefix = MAGIC + struct.pack("<Q", len(raw_header)) + raw_header
     prefix += b"\0" * (data_offset - len(prefix))
     _atomic_write(path, lambda f: (f.write(prefix), f.write(data)))
@@ -184,10 +190,10 @@ def read_packed(path: str | os.PathLike) -> tuple[ModelSpec, dict, dict]:
         raise DataError(f"{path} is not a dcpnas packed model (bad magic)")
     (hlen,) = struct.unpack("<Q", raw[8:16])
     try:
-        header = json.loads(raw[16:16 + hlen].decode())
+        header = json.loads(zlib.decompress(raw[16:16 + hlen]).decode())
         start, size = int(header["data_offset"]), int(header["data_size"])
         entries = header["tensors"]
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, zlib.error):
         raise DataError(f"{path}: the packed model's header is truncated or corrupt") from None
     if header.get("format") != PACKED_FORMAT:
         raise DataError(f"{path}: unsupported packed format {header.get('format')!r} (expected {PACKED_FORMAT})")
