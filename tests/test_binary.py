@@ -61,6 +61,43 @@ def test_double_backward_through_binarisers():
     assert h.tolist() == pytest.approx([0.0, 2.0, 2.0, 0.0])
 
 
+def _detach_trick(surrogate):
+    # The textbook STE form, an independent formulation of the same estimator.
+    def binarise(x):
+        s = surrogate(x)
+        return s + (torch.where(x >= 0, 1.0, -1.0).to(x.dtype) - s).detach()
+    return binarise
+
+
+@pytest.mark.parametrize("fn, surrogate", [
+    (approx_sign, lambda x: torch.where(x.abs() < 1, 2 * x - x * x.abs(), torch.sign(x))),
+    (weight_sign, lambda w: torch.where(w.abs() <= 1, w, torch.sign(w))),
+])
+def test_binarisers_match_the_detach_trick_in_every_ad_mode(fn, surrogate):
+    import torch.autograd.forward_ad as fwAD
+
+    reference = _detach_trick(surrogate)
+    torch.manual_seed(0)
+    x = (torch.randn(200, dtype=D) * 1.2).requires_grad_()
+    c = torch.randn(200, dtype=D)
+    assert torch.equal(fn(x), reference(x))
+    # first and second derivatives of Σ c·x²·b(x) (so the second derivative sees the STE and x)
+    grads = []
+    for f in (fn, reference):
+        (g,) = torch.autograd.grad((c * x * x * f(x)).sum(), x, create_graph=True)
+        (h,) = torch.autograd.grad((g * c).sum(), x)
+        grads.append((g.detach(), h))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=0, atol=1e-12)
+    # forward-mode AD: the jvp is the STE derivative times the tangent
+    tangent = torch.randn(200, dtype=D)
+    jvps = []
+    for f in (fn, reference):
+        with fwAD.dual_level():
+            jvps.append(fwAD.unpack_dual(f(fwAD.make_dual(x.detach(), tangent))).tangent)
+    torch.testing.assert_close(jvps[0], jvps[1], rtol=0, atol=1e-12)
+
+
 def test_torch_func_grad_through_binarisers():
     x = torch.tensor([-1.5, -0.5, 0.25, 0.75], dtype=D)
     g = torch.func.grad(lambda v: (approx_sign(v) * 3.0).sum())(x)

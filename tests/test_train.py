@@ -152,6 +152,9 @@ def test_stage_plans():
     s1, s2 = plan_stages(cfg)
     assert (s1.name, s1.binary_weights, s1.epochs, s1.weight_decay) == ("step1", False, 2, 1e-5)
     assert (s2.name, s2.binary_weights, s2.epochs, s2.weight_decay, s2.reset_beta) == ("step2", True, 3, 0.0, True)
+    assert s1.lr_scale == s2.lr_scale == 1.0
+    cfg.optim.lr_scale_step2 = 0.25
+    assert plan_stages(cfg)[1].lr_scale == 0.25 and plan_stages(cfg)[0].lr_scale == 1.0
     cfg.two_step = False
     (one,) = plan_stages(cfg)
     assert one.binary_weights and one.epochs == 3
@@ -270,9 +273,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(npz, tmp_path,
 
 def test_logs_summary_and_model_file(npz, tmp_path):
     out = tmp_path / "run"
-    result = train(tiny(npz, "step1_epochs=2"), out)
+    result = train(tiny(npz, "step1_epochs=2", "optim.lr_scale_step2=0.25"), out)
     records = list(read_jsonl(out / "log.jsonl"))
     assert [(r["stage"], r["epoch"]) for r in records] == [(1, 1), (1, 2), (2, 1)]
+    # each step's cosine starts at its own peak: step 2 at a quarter of step 1's
+    assert records[2]["lr"] == pytest.approx(0.25 * records[0]["lr"])
     for r in records:
         assert {"train_loss", "train_top1", "test_top1", "test_top5", "lr", "epoch_time"} <= set(r)
     summary = json.loads((out / "summary.json").read_text())

@@ -1,27 +1,70 @@
 """Sign binarisers with straight-through estimators.
 
-Every binariser is written with the detach trick, ``surrogate + (sign - surrogate).detach()``: the
-forward value is the exact sign, the gradient is the surrogate's. Because this is plain autograd (no
-custom ``autograd.Function``), double backward and ``torch.func`` transforms work through it, which
-the exact curvature mode of the search needs.
+The forward value is the exact sign (sign(0) = +1); the backward is a surrogate's derivative. Each
+binariser is an ``autograd.Function`` whose backward and ``jvp`` are written in plain, differentiable
+torch ops, so double backward (the exact curvature mode), forward-mode AD (the Gauss-Newton mode)
+and ``torch.func`` transforms all see the surrogate. One fused where per pass replaces the
+``surrogate + (sign − surrogate).detach()`` form, which ran six elementwise kernels forward and
+as many backward on every activation: about 15 % of a CPU training step.
 """
 
 from __future__ import annotations
 
 import torch
 
+__all__ = ["approx_sign", "approx_sign_derivative", "hard_sign", "weight_sign"]
+
 
 def hard_sign(x: torch.Tensor) -> torch.Tensor:
     """sign(x) with sign(0) = +1, so every output is exactly ±1 (a 1-bit value)."""
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    return torch.where(x >= 0, x.new_ones(()), -x.new_ones(()))
+
+
+def approx_sign_derivative(x: torch.Tensor) -> torch.Tensor:
+    """Derivative of the Bi-Real ApproxSign surrogate 2x − x|x| (|x| < 1, ±1 outside): (2 − 2|x|)₊."""
+    return (2.0 - 2.0 * x.abs()).clamp_min(0.0)
+
+
+class _Binariser(torch.autograd.Function):
+    """sign forward; backward and jvp multiply by ``derivative(x)`` (a differentiable expression)."""
+
+    generate_vmap_rule = True
+    derivative = staticmethod(approx_sign_derivative)
+
+    @staticmethod
+    def forward(x):
+        return hard_sign(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        (x,) = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * cls.derivative(x)
+
+    @classmethod
+    def jvp(cls, ctx, tangent):
+        (x,) = ctx.saved_tensors
+        return tangent * cls.derivative(x)
+
+
+class _ApproxSign(_Binariser):
+    pass
+
+
+class _WeightSign(_Binariser):
+    # Clipped identity, including the boundary |ŵ| = 1 as Eq. 4.35 does; a constant in ŵ, so the
+    # second derivative is 0 (as for the identity surrogate).
+    derivative = staticmethod(lambda w: (w.abs() <= 1.0).to(w.dtype))
 
 
 def weight_sign(w: torch.Tensor) -> torch.Tensor:
     """Weight binariser b_ŵ = sign(ŵ) with the clipped-identity STE ∂b/∂ŵ = 1_{|ŵ|≤1} (Eq. 4.35)."""
-    # The clipped identity, written with where: clamp's gradient is 0 at exactly |ŵ| = 1 in recent
-    # torch versions, while Eq. 4.35 includes the boundary.
-    surrogate = torch.where(w.abs() <= 1.0, w, hard_sign(w))
-    return surrogate + (hard_sign(w) - surrogate).detach()
+    return _WeightSign.apply(w)
 
 
 def approx_sign(x: torch.Tensor) -> torch.Tensor:
@@ -29,5 +72,4 @@ def approx_sign(x: torch.Tensor) -> torch.Tensor:
 
     The surrogate 2x − x|x| on |x| < 1 (±1 outside) has derivative 2 − 2|x| inside, 0 outside.
     """
-    surrogate = torch.where(x.abs() < 1, 2 * x - x * x.abs(), hard_sign(x))
-    return surrogate + (hard_sign(x) - surrogate).detach()
+    return _ApproxSign.apply(x)

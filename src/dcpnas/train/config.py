@@ -92,6 +92,7 @@ class OptimConfig:
     warmup_epochs: float = 0.0         # linear warm-up at the start of each step
     weight_decay: float = 1e-5         # step 1 (or the only step); not applied to 1-D params (BN, β, PReLU, bias)
     weight_decay_step2: float = 0.0    # step 2 (binary weights), 0 as the authors
+    lr_scale_step2: float = 1.0        # step 2's peak lr as a multiple of step 1's (the authors: 1)
     momentum: float = 0.9              # sgd
     nesterov: bool = False             # sgd
     betas: tuple[float, float] = (0.9, 0.999)  # adamw
@@ -101,6 +102,7 @@ class OptimConfig:
     def validate(self) -> None:
         _nonneg("lr", self.lr, positive=True)
         _nonneg("lr_batch", self.lr_batch, positive=True)
+        _nonneg("lr_scale_step2", self.lr_scale_step2, positive=True)
         for name in ("min_lr", "warmup_epochs", "weight_decay", "weight_decay_step2", "momentum",
                      "eps", "grad_clip"):
             _nonneg(name, getattr(self, name))

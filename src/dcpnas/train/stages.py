@@ -3,7 +3,8 @@
 * 1-bit, ``two_step`` (default): **step 1** binary activations with real weights (every
   ``BinaryConv2d`` convolves with ŵ; β takes no part and is frozen), weight decay
   ``optim.weight_decay``; **step 2** binary weights β∘sign(ŵ) starting from step 1's ŵ, weight decay
-  ``optim.weight_decay_step2`` (0, as the authors).
+  ``optim.weight_decay_step2`` (0, as the authors) and peak lr ``optim.lr_scale_step2`` × step 1's
+  (1, as the authors; short CPU schedules want less: every sign flip of ŵ is a jump of the function).
 * 1-bit, one step: binary weights and activations throughout, ``optim.weight_decay``.
 * real-valued: one step, ``optim.weight_decay``.
 
@@ -41,6 +42,7 @@ class Stage:
     epochs: int
     weight_decay: float
     reset_beta: bool = False           # at the start of this stage
+    lr_scale: float = 1.0              # peak lr = TrainConfig.scaled_lr × lr_scale
 
 
 def plan_stages(cfg: TrainConfig) -> list[Stage]:
@@ -50,7 +52,8 @@ def plan_stages(cfg: TrainConfig) -> list[Stage]:
     if not cfg.two_step:
         return [Stage(1, "binary", True, cfg.epochs, wd1)]
     return [Stage(1, "step1", False, cfg.step1_epochs or cfg.epochs, wd1),
-            Stage(2, "step2", True, cfg.epochs, wd2, reset_beta=cfg.reset_beta)]
+            Stage(2, "step2", True, cfg.epochs, wd2, reset_beta=cfg.reset_beta,
+                  lr_scale=cfg.optim.lr_scale_step2)]
 
 
 def enter_stage(model: nn.Module, stage: Stage, *, fresh: bool) -> None:

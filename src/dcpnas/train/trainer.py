@@ -228,7 +228,7 @@ def _run_stage(ctx: _RunContext, stages: list[Stage], si: int, pos: _Position, s
     first_epoch = pos.epoch if si == pos.stage else 0
     enter_stage(model, stage, fresh=first_epoch == 0)
     net = _wrap(model, env)
-    lr, spe = cfg.scaled_lr, ctx.data.steps_per_epoch()
+    lr, spe = cfg.scaled_lr * stage.lr_scale, ctx.data.steps_per_epoch()
     optimizer = build_optimizer(model, cfg.optim, lr, stage.weight_decay)
     schedule = CosineSchedule(optimizer, lr, cfg.optim.min_lr, spe * stage.epochs,
                               round(cfg.optim.warmup_epochs * spe))

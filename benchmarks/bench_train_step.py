@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Cost of one training step of a derived network: real-valued vs 1-bit, and the 1-bit step with the
+binarisers as ``autograd.Function`` (the package's) vs the ``s + (sign − s).detach()`` form.
+
+One step = forward + cross-entropy + backward + AdamW update on one fixed batch. The variants are
+timed round-robin (``bench_search_step.time_steps``), so machine load hits them alike; the table
+gives medians and ratios to the real-valued step.
+
+    python benchmarks/bench_train_step.py [--genotype DDPNAS_MCN_2 --C 4 --layers 4 --batch 256 --size 28]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from bench_search_step import time_steps  # noqa: E402
+
+import dcpnas.binary.layers as binary_layers  # noqa: E402
+from dcpnas.binary import approx_sign, weight_sign  # noqa: E402
+from dcpnas.space.genotype import load_genotype  # noqa: E402
+from dcpnas.space.network import build_network  # noqa: E402
+
+
+def _detach_trick(surrogate):
+    def binarise(x):
+        s = surrogate(x)
+        return s + (torch.where(x >= 0, 1.0, -1.0).to(x.dtype) - s).detach()
+    return binarise
+
+
+DETACH = {
+    "approx_sign": _detach_trick(lambda x: torch.where(x.abs() < 1, 2 * x - x * x.abs(), torch.sign(x))),
+    "weight_sign": _detach_trick(lambda w: torch.where(w.abs() <= 1, w, torch.sign(w))),
+}
+FUNCTION = {"approx_sign": approx_sign, "weight_sign": weight_sign}
+
+
+def train_step(model, x, y):
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+
+    def run():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return run
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--genotype", default="DDPNAS_MCN_2")
+    p.add_argument("--C", type=int, default=4)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--size", type=int, default=28)
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    genotype = load_genotype(args.genotype)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, args.in_channels, args.size, args.size)
+    y = torch.randint(0, 10, (args.batch,))
+    nets = {binary: build_network(genotype, binary=binary, in_channels=args.in_channels, C=args.C,
+                                  layers=args.layers) for binary in (False, True)}
+    steps = {"real-valued": train_step(nets[False], x, y),
+             "1-bit, Function binarisers": train_step(nets[True], x, y),
+             "1-bit, detach-trick binarisers": train_step(nets[True], x, y)}
+
+    def select(name):
+        impl = DETACH if "detach" in name else FUNCTION
+        for attr, fn in impl.items():
+            setattr(binary_layers, attr, fn)
+
+    print(f"torch={torch.__version__} threads={torch.get_num_threads()} genotype={args.genotype} "
+          f"C={args.C} layers={args.layers} batch={args.batch} size={args.size} repeats={args.repeats}\n")
+    stats = time_steps(steps, torch.device("cpu"), args.warmup, args.repeats, before=select)
+    select("function")
+    base = stats["real-valued"][0]
+    print("| step | median ms | min ms | × real-valued |")
+    print("|---|---:|---:|---:|")
+    for name, (med, low) in stats.items():
+        print(f"| {name} | {med * 1e3:.1f} | {low * 1e3:.1f} | {med / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
