@@ -463,3 +463,44 @@ def test_step2_as_a_separate_job_from_step1_pt(npz, tmp_path, monkeypatch):
             assert torch.equal(seen[k], v), k
     with pytest.raises(ConfigError, match="its C is 4"):
         train(tiny(npz, "model.C=6", f"model.init_from={step1}"), tmp_path / "bad")
+
+
+# -- BatchNorm re-estimation ----------------------------------------------------------------------
+def test_recalibrate_batchnorm_is_the_plain_average_of_batch_statistics():
+    from dcpnas.train.recalibrate import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3, momentum=0.3))
+    net.eval()
+    batches = [(torch.randn(4, 2, 6, 6) * s + s, None) for s in (1.0, 2.0, 3.0)]
+    assert recalibrate_batchnorm(net, iter(batches), 2, amp=False) == 2      # stops after 2
+    with torch.no_grad():
+        outs = [net[0](x) for x, _ in batches[:2]]
+    mean = torch.stack([o.mean(dim=(0, 2, 3)) for o in outs]).mean(0)
+    var = torch.stack([o.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for o in outs]).mean(0)
+    bn = net[1]
+    torch.testing.assert_close(bn.running_mean, mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, var, rtol=1e-5, atol=1e-6)
+    assert bn.momentum == 0.3 and not net.training and bn.num_batches_tracked.item() == 2
+
+
+def test_training_recalibrates_batchnorm_before_binary_weight_evaluations(npz, tmp_path, monkeypatch):
+    calls = []
+    real = trainer_mod.recalibrate_batchnorm
+
+    def spy(model, batches, num_batches, **kw):
+        used = real(model, batches, num_batches, **kw)
+        calls.append((used, {k: v.clone() for k, v in model.state_dict().items() if "running" in k}))
+        return used
+
+    monkeypatch.setattr(trainer_mod, "recalibrate_batchnorm", spy)
+    train(tiny(npz, "step1_epochs=2", "epochs=2", "bn_recalibration=3"), tmp_path / "run")
+    assert [used for used, _ in calls] == [3, 3]         # step 2's two evaluations, none in step 1
+    model, _, _ = load_model(tmp_path / "run" / "model.pt")
+    final = calls[-1][1]
+    for k, v in model.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, final[k]), k             # the model file holds the re-estimated stats
+    calls.clear()
+    train(tiny(npz, "bn_recalibration=0"), tmp_path / "off")
+    assert calls == []

@@ -179,6 +179,8 @@ class TrainConfig:
     epochs: int = 10                   # per step
     step1_epochs: Optional[int] = None  # None: the same as epochs
     reset_beta: bool = True            # β ← mean|ŵ| at the start of step 2 (see trainer.py)
+    bn_recalibration: int = 20         # binary-weight steps: re-estimate BN statistics on this many
+                                       # training batches before each test evaluation (0: off)
     seed: int = 0
     device: str = "auto"
     threads: int = 0                   # CPU threads for torch (0: torch's default)
@@ -193,6 +195,7 @@ class TrainConfig:
         _nonneg("epochs", self.epochs, positive=True)
         if self.step1_epochs is not None:
             _nonneg("step1_epochs", self.step1_epochs, positive=True)
+        _nonneg("bn_recalibration", self.bn_recalibration)
         for name in ("eval_every", "check_every"):
             _nonneg(name, getattr(self, name), positive=True)
         _nonneg("stop_after_epochs", self.stop_after_epochs)

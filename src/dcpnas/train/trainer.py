@@ -40,6 +40,7 @@ from .data import TrainData, build_data
 from .evaluate import evaluate
 from .losses import TrainLoss
 from .optim import CosineSchedule, build_optimizer
+from .recalibrate import recalibrate_batchnorm
 from .spec import ModelSpec
 from .stages import Stage, enter_stage, plan_stages
 from .summary import console_epoch, final_metrics, write_summary
@@ -246,6 +247,11 @@ def _run_stage(ctx: _RunContext, stages: list[Stage], si: int, pos: _Position, s
         last = epoch + 1 == stage.epochs
         test = {}
         if last or (epoch + 1) % cfg.eval_every == 0:
+            if stage.binary_weights and cfg.bn_recalibration:
+                # the running statistics lag the sign flips of ŵ (see recalibrate.py)
+                model.set_drop_path(0.0)
+                recalibrate_batchnorm(model, ctx.data.train_batches(offset + epoch), cfg.bn_recalibration,
+                                      amp=cfg.amp)
             test = {f"test_{k}": v for k, v in evaluate(model, ctx.data.test_batches(), amp=cfg.amp).items()
                     if k != "n"}
         record = {"stage": stage.number, "step_name": stage.name, "epoch": epoch + 1,
