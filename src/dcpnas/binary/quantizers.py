@@ -3,16 +3,16 @@
 The forward value is the exact sign (sign(0) = +1); the backward is a surrogate's derivative. Each
 binariser is an ``autograd.Function`` whose backward and ``jvp`` are written in plain, differentiable
 torch ops, so double backward (the exact curvature mode), forward-mode AD (the Gauss-Newton mode)
-and ``torch.func`` transforms all see the surrogate. One fused where per pass replaces the
-``surrogate + (sign − surrogate).detach()`` form, which ran six elementwise kernels forward and
-as many backward on every activation: about 15 % of a CPU training step.
+and ``torch.func`` transforms all see the surrogate. One where forward and one product backward
+replace the ``surrogate + (sign − surrogate).detach()`` form and its half-dozen elementwise kernels
+per pass: a 1-bit CPU training step is 1.06–1.13× faster (``benchmarks/bench_train_step.py``).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["approx_sign", "approx_sign_derivative", "hard_sign", "weight_sign"]
+__all__ = ["approx_sign", "approx_sign_derivative", "clipped_identity_derivative", "hard_sign", "weight_sign"]
 
 
 def hard_sign(x: torch.Tensor) -> torch.Tensor:
@@ -25,11 +25,17 @@ def approx_sign_derivative(x: torch.Tensor) -> torch.Tensor:
     return (2.0 - 2.0 * x.abs()).clamp_min(0.0)
 
 
+def clipped_identity_derivative(w: torch.Tensor) -> torch.Tensor:
+    """Derivative of the clipped identity, 1_{|ŵ|≤1}, boundary included as in Eq. 4.35; constant in ŵ,
+    so the second derivative is 0."""
+    return (w.abs() <= 1.0).to(w.dtype)
+
+
 class _Binariser(torch.autograd.Function):
-    """sign forward; backward and jvp multiply by ``derivative(x)`` (a differentiable expression)."""
+    """sign forward; backward and jvp multiply by ``derivative(x)``, set by each subclass."""
 
     generate_vmap_rule = True
-    derivative = staticmethod(approx_sign_derivative)
+    derivative = None
 
     @staticmethod
     def forward(x):
@@ -53,13 +59,11 @@ class _Binariser(torch.autograd.Function):
 
 
 class _ApproxSign(_Binariser):
-    pass
+    derivative = staticmethod(approx_sign_derivative)
 
 
 class _WeightSign(_Binariser):
-    # Clipped identity, including the boundary |ŵ| = 1 as Eq. 4.35 does; a constant in ŵ, so the
-    # second derivative is 0 (as for the identity surrogate).
-    derivative = staticmethod(lambda w: (w.abs() <= 1.0).to(w.dtype))
+    derivative = staticmethod(clipped_identity_derivative)
 
 
 def weight_sign(w: torch.Tensor) -> torch.Tensor:

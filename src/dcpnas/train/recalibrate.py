@@ -46,6 +46,6 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable, num_batches: int,
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
         model.train(was_training)
-    for m in bns:                     # no-op in a single process
-        all_reduce_mean_([m.running_mean, m.running_var])
+    # one collective for all statistics (a no-op in a single process)
+    all_reduce_mean_([t for m in bns for t in (m.running_mean, m.running_var)])
     return used
