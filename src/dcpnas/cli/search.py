@@ -26,8 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--config", metavar="FILE", help="a .json/.toml config (a run's config.json works)")
     p.add_argument("--method", metavar="M",
                    help="dcpnas (default), cpnas, cpnas-sample, bnas, darts, random")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set objective.lam=1e-3 (repeatable)")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override settings, e.g. --set objective.lam=1e-3 objective.distance=l1 (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (logs, checkpoints, results)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--data-dir", metavar="D", help="dataset folder (downloads, ImageNet root)")
