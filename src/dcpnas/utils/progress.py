@@ -1,8 +1,8 @@
-"""A small progress display (tqdm is not a dependency).
+"""Progress display: tqdm on a terminal, plain periodic lines elsewhere.
 
-On a terminal: one line redrawn in place (``\\r``) with a bar, count, rate and ETA. Elsewhere (log
-files, CI, ``| tee``): a plain line at most every ``interval`` seconds and one at the end, so logs stay
-readable instead of filling up with carriage returns. Shown on rank 0 only.
+On a terminal a tqdm bar is redrawn in place. In log files, CI and ``| tee`` a bar's carriage returns
+pile up, so there the same status text (tqdm's own meter, without the bar) is written as a plain line
+at most every ``interval`` seconds and once at the end. Shown on rank 0 only.
 """
 
 from __future__ import annotations
@@ -11,19 +11,22 @@ import sys
 import time
 from typing import Any, Iterable, Iterator, TextIO
 
+from tqdm import tqdm
+
 from .logging import is_main_process
 
 __all__ = ["Progress", "format_duration"]
 
+# The plain line: tqdm's meter fields without the bar ("search: 100% 4/4 [00:03<00:00, 1.2it/s]").
+_PLAIN = "{desc}{percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
+_PLAIN_NO_TOTAL = "{desc}{n_fmt}{unit} [{elapsed}, {rate_fmt}]"
 
-def format_duration(seconds: float) -> str:
-    """``75`` -> ``'01:15'``, ``3725`` -> ``'1:02:05'``; unknown -> ``'?'``."""
+
+def format_duration(seconds: float | None) -> str:
+    """``75`` -> ``'01:15'``, ``3725`` -> ``'1:02:05'`` (tqdm's format); unknown -> ``'?'``."""
     if seconds is None or seconds != seconds or seconds == float("inf"):
         return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+    return tqdm.format_interval(round(seconds))
 
 
 def _fmt(value: Any) -> str:
@@ -32,40 +35,24 @@ def _fmt(value: Any) -> str:
             value = value.item()
         except (TypeError, ValueError, RuntimeError):
             pass
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 class Progress:
-    """Progress over ``total`` steps, or over an iterable (``total`` may be one: its ``len`` is used).
+    """Progress over ``total`` steps, or over an iterable (its ``len`` is the total when it has one).
 
     ``with Progress(100, "search") as p: ... p.update(); p.set_postfix(loss=l)`` or
-    ``for batch in Progress(loader, "eval"): ...``. ``enabled=False`` (or a rank other than 0) shows nothing.
+    ``for batch in Progress(loader, "eval"): ...``. ``enabled=False`` (or a rank other than 0) shows
+    nothing. ``tty`` says which display is in use.
     """
 
-    def __init__(
-        self,
-        total: int | Iterable[Any] | None = None,
-        desc: str = "",
-        enabled: bool = True,
-        *,
-        stream: TextIO | None = None,
-        interval: float | None = None,
-        unit: str = "it",
-        width: int = 24,
-    ):
+    def __init__(self, total: int | Iterable[Any] | None = None, desc: str = "", enabled: bool = True, *,
+                 stream: TextIO | None = None, interval: float | None = None, unit: str = "it"):
         self.iterable: Iterable[Any] | None = None
         if total is not None and not isinstance(total, int):
             self.iterable = total
-            try:
-                total = len(total)  # type: ignore[arg-type]
-            except TypeError:
-                total = None
-        self.total = total
-        self.desc = desc
-        self.unit = unit
-        self.width = width
+            total = len(total) if hasattr(total, "__len__") else None
+        self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled and is_main_process()
         isatty = getattr(self.stream, "isatty", None)
@@ -73,36 +60,50 @@ class Progress:
         # A terminal redraws cheaply; a log file gets a line every 30 s at most.
         self.interval = interval if interval is not None else (0.1 if self.tty else 30.0)
         self.n = 0
-        self.postfix: dict[str, str] = {}
-        self.start = time.monotonic()
-        # A terminal shows the line from the first step on; a log file waits `interval` for its first line.
-        self._last_draw = self.start - self.interval if self.tty else self.start
+        self.postfix = ""
+        self._start = self._last_line = time.monotonic()
         self._closed = False
-        self._line_len = 0
-
-    # -- counting -------------------------------------------------------------------------------------
+        self._bar = (tqdm(total=total, desc=desc or None, unit=unit, file=self.stream, mininterval=self.interval,
+                          dynamic_ncols=True, leave=True)
+                     if self.enabled and self.tty else None)
 
     def update(self, n: int = 1) -> None:
-        """Advance by ``n`` steps (redraws when due)."""
+        """Advance by ``n`` steps (redraws or writes a line when due)."""
         self.n += n
+        if self._bar is not None:
+            self._bar.update(n)
         if self.total and self.n >= self.total:
             self.close()  # completion is reported even without a `with` block
-        elif self.enabled:
-            now = time.monotonic()
-            if now - self._last_draw >= self.interval:
-                self._draw(now)
+        elif self.enabled and self._bar is None and time.monotonic() - self._last_line >= self.interval:
+            self._line()
 
     def set_postfix(self, **kv: Any) -> None:
         """Show ``key=value`` items after the counters (floats with 4 significant digits)."""
-        self.postfix = {k: _fmt(v) for k, v in kv.items()}
+        self.postfix = " ".join(f"{k}={_fmt(v)}" for k, v in kv.items())
+        if self._bar is not None:
+            self._bar.set_postfix_str(self.postfix, refresh=False)
 
     def close(self) -> None:
-        """Draw the final state (ends the terminal line); idempotent."""
+        """Draw the final state; idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self.enabled:
-            self._draw(time.monotonic(), final=True)
+        if self._bar is not None:
+            self._bar.close()
+        elif self.enabled:
+            self._line()
+
+    def format(self) -> str:
+        """The plain status line."""
+        elapsed = time.monotonic() - self._start
+        text = tqdm.format_meter(self.n, self.total, elapsed, prefix=f"{self.desc}: " if self.desc else "",
+                                 unit=self.unit, bar_format=_PLAIN if self.total else _PLAIN_NO_TOTAL)
+        return f"{text} {self.postfix}" if self.postfix else text
+
+    def _line(self) -> None:
+        self._last_line = time.monotonic()
+        self.stream.write(self.format() + "\n")
+        self.stream.flush()
 
     def __enter__(self) -> "Progress":
         return self
@@ -119,41 +120,3 @@ class Progress:
                 self.update()
         finally:
             self.close()
-
-    # -- rendering ------------------------------------------------------------------------------------
-
-    def format(self, now: float | None = None) -> str:
-        """The status text (without bar on non-terminals)."""
-        now = time.monotonic() if now is None else now
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.n / elapsed
-        # Slow steps (a search epoch) read better as seconds per step.
-        speed = f"{rate:.2f}{self.unit}/s" if rate >= 1 or rate == 0 else f"{1 / rate:.2f}s/{self.unit}"
-        parts = [f"{self.desc}: " if self.desc else ""]
-        if self.total:
-            frac = min(self.n / self.total, 1.0)
-            remaining = (self.total - self.n) / rate if rate > 0 else float("inf")
-            if self.tty:
-                filled = int(frac * self.width)
-                parts.append(f"{frac:4.0%} |{'#' * filled}{'.' * (self.width - filled)}| ")
-            else:
-                parts.append(f"{frac:4.0%} ")
-            parts.append(f"{self.n}/{self.total} ")
-            parts.append(f"[{format_duration(elapsed)}<{format_duration(remaining)}, {speed}]")
-        else:
-            parts.append(f"{self.n}{self.unit} [{format_duration(elapsed)}, {speed}]")
-        if self.postfix:
-            parts.append(" " + " ".join(f"{k}={v}" for k, v in self.postfix.items()))
-        return "".join(parts)
-
-    def _draw(self, now: float, final: bool = False) -> None:
-        self._last_draw = now
-        text = self.format(now)
-        if self.tty:
-            # Pad over the previous, possibly longer, line instead of relying on ANSI clear codes.
-            pad = " " * max(self._line_len - len(text), 0)
-            self._line_len = len(text)
-            self.stream.write("\r" + text + pad + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
