@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import struct
 import xml.etree.ElementTree as ET
@@ -14,7 +13,7 @@ import torch
 from dcpnas.cli.main import main
 from dcpnas.errors import DcpnasError, GenotypeError
 from dcpnas.space import NAMED_GENOTYPES, PRIMITIVES, Genotype, derive_genotype, edge_index
-from dcpnas.space.draw import draw_genotype, genotype_dot, genotype_svg
+from dcpnas.space.draw import draw_genotype, genotype_dot, genotype_figure
 from dcpnas.space.genotype import load_genotype, parse_genotype_string
 
 OP = {name: i for i, name in enumerate(PRIMITIVES)}
@@ -202,47 +201,55 @@ def test_cli_draw_with_dot(tmp_path, capsys):
     assert width > 300 and height > 100
 
 
-def test_cli_draw_fallback_svg(tmp_path, monkeypatch, capsys):
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_cli_draw_without_graphviz(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
     g = NAMED_GENOTYPES["DDPNAS_MCN_2"]
     svg = tmp_path / "g.svg"
     assert main(["genotype", "draw", "DDPNAS_MCN_2", "--out", str(svg)]) == 0
-    texts = _svg_texts(svg)
+    texts = [t.strip() for t in _svg_texts(svg)]
     assert _ops(g) <= set(texts)
-    # one label per gene, plus every node of both cells and the two titles
-    assert sum(t in _ops(g) for t in texts) == 16
-    assert texts.count("ck-2") == 2 and texts.count("ck") == 2
+    assert sum(t in _ops(g) for t in texts) == 16  # one label per gene
     assert {"normal cell", "reduction cell"} <= set(texts)
-
-    # PNG needs graphviz: the SVG is written instead and the error says so, exit 2.
+    assert sum(t in {"0", "1", "2", "3"} for t in texts) == 8
+    # PNG too (matplotlib), no graphviz needed.
     png = tmp_path / "r.png"
-    assert main(["genotype", "draw", "DARTS_V1", "--out", str(png), "--cell", "reduce"]) == 2
-    assert "PNG output needs graphviz" in capsys.readouterr().err
-    assert not png.exists() and _ops(NAMED_GENOTYPES["DARTS_V1"], ("reduce",)) <= set(
-        _svg_texts(tmp_path / "r.svg"))
+    assert main(["genotype", "draw", "DARTS_V1", "--out", str(png), "--cell", "reduce"]) == 0
+    width, height = _png_size(png)
+    assert width > 300 and height > 100
 
 
-def test_fallback_layout_is_readable():
-    # No two labels and no label and node overlap; nodes, labels and edges lie inside the canvas.
-    root = ET.fromstring(genotype_svg("DARTS_V1"))
-    width, height = float(root.get("width")), float(root.get("height"))
-    cells = [el for el in root if el.tag.endswith("g")]
-    assert len(cells) == 2
-    for g in cells:
-        top = float(re.search(r"translate\(0,([\d.]+)\)", g.get("transform")).group(1))
-        rects = [(float(r.get("x")), float(r.get("y")) + top, float(r.get("width")),
-                  float(r.get("height"))) for r in g if r.tag.endswith("rect")]
-        assert len(rects) == 8 + 7  # 8 edge labels, 7 nodes per cell
-        paths = [re.findall(r"([\d.]+),([\d.]+)", p.get("d")) for p in g if p.tag.endswith("path")]
-        assert len(paths) == 8 + 4  # 8 op edges + 4 concatenation edges
-        points = [(float(x), float(y) + top) for d in paths for x, y in (d[0], d[-1])]  # ends
-        for x, y in points + [(x + w, y + h) for x, y, w, h in rects] + [r[:2] for r in rects]:
-            assert 0 <= x <= width and 0 <= y <= height
-        for i, a in enumerate(rects):
-            for b in rects[i + 1:]:
-                overlap = (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3]
-                           and b[1] < a[1] + a[3])
-                assert not overlap, (a, b)
+PARALLEL = Genotype(normal=[("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1), ("dil_conv_3x3", 1),
+                            ("max_pool_3x3", 2), ("max_pool_3x3", 2), ("sep_conv_5x5", 3), ("avg_pool_3x3", 4)],
+                    normal_concat=[2, 3, 4, 5],
+                    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+                            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+                    reduce_concat=[2, 3, 4, 5])
+
+
+@pytest.mark.parametrize("genotype", ["DARTS_V1", "DARTS_V2", "DDPNAS_MCN_2", PARALLEL],
+                         ids=["DARTS_V1", "DARTS_V2", "DDPNAS_MCN_2", "parallel-edges"])
+def test_matplotlib_drawing_is_readable(genotype):
+    # No two labels and no label and node overlap; every node and label lies inside the figure.
+    fig = genotype_figure(genotype)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    for ax in fig.axes:
+        labels = [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "label"]
+        nodes = [p.get_window_extent(renderer) for p in ax.patches if p.get_gid() == "node"]
+        assert len(labels) == 8 and len(nodes) == 7
+        boxes = labels + nodes
+        for box in boxes:
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        for i, a in enumerate(labels):
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b), (a, b)
 
 
 def test_dot_source_and_errors(tmp_path):

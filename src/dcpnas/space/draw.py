@@ -2,13 +2,12 @@
 
 Input nodes c_{k-2}, c_{k-1} on the left, intermediate nodes 0..3 in the middle, the output c_{k}
 (concatenation) on the right, every edge labelled with its operation. Graphviz ``dot`` renders the
-drawing when it is on PATH (SVG or PNG); otherwise a pure-Python layered layout writes SVG, and PNG
-is refused with a :class:`~dcpnas.errors.DcpnasError` after the SVG has been written next to it.
+drawing when it is on PATH (SVG or PNG); otherwise matplotlib draws the fixed DARTS layout (the
+``python`` engine).
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,14 +18,13 @@ from xml.sax.saxutils import escape
 from ..errors import DcpnasError
 from .genotype import CELL_TYPES, Genotype, load_genotype
 
-__all__ = ["FORMATS", "cell_graph", "draw_cell", "draw_genotype", "genotype_dot", "genotype_svg"]
+__all__ = ["FORMATS", "cell_graph", "draw_cell", "draw_genotype", "genotype_dot", "genotype_figure"]
 
 FORMATS = ("svg", "png", "dot")
 ENGINES = ("auto", "dot", "python")
 TITLES = {"normal": "normal cell", "reduce": "reduction cell"}
 # DARTS' plot_genotype colours.
 FILL = {"input": "darkseagreen2", "node": "lightblue", "output": "palegoldenrod"}
-SVG_FILL = {"input": "#bcee68", "node": "#add8e6", "output": "#eee8aa"}
 DOT_TIMEOUT_S = 60
 
 
@@ -107,190 +105,145 @@ def _run_dot(dot: str, source: str, fmt: str) -> bytes:
     return proc.stdout
 
 
-# -- pure-Python SVG -------------------------------------------------------------------------------
-NODE_H, COL_GAP, ROW_GAP = 34, 200, 100
-FONT, LABEL_FONT = 15, 13
-LABEL_CHAR_W = 7.4  # average glyph width of the label font, for label boxes
+# -- matplotlib: the fixed DARTS layout ------------------------------------------------------------
+# Every DARTS cell has the same nodes, so their places are fixed: the inputs near the middle on the
+# left, the intermediate nodes zig-zagging wide up and down, the output on the right. This layout was
+# chosen by a search over such zig-zags: every straight edge a genotype can have (input -> node,
+# node -> later node, node -> output) passes at least 0.2 units (a quarter of a node's width) clear
+# of every other node. Only parallel edges (the same pair twice) need a bow.
+NODE_W, NODE_H = 0.75, 0.34
+COLOURS = {"input": "#bcee68", "node": "#add8e6", "output": "#eee8aa"}
+LABEL_T = (0.5, 0.62, 0.38, 0.72, 0.28, 0.8)  # where along its edge a label may sit, in this order
 
 
-def _node_w(label: str) -> float:
-    return max(44.0, 10.0 * len(label.replace("_{", "").replace("}", "")) + 18)
+def _place(node: str) -> tuple[float, float]:
+    fixed = {"c_{k-2}": (0.0, 0.5), "c_{k-1}": (0.0, -0.5), "c_{k}": (10.0, 0.0)}
+    if node in fixed:
+        return fixed[node]
+    j = int(node)
+    return 2.0 * (j + 1), 1.4 if j % 2 == 0 else -1.4
 
 
-@dataclass
-class _Box:
-    x: float  # centre
-    y: float
-    w: float
-    h: float
-
-    def hits(self, px: float, py: float, pad: float = 0.0) -> bool:
-        return abs(px - self.x) <= self.w / 2 + pad and abs(py - self.y) <= self.h / 2 + pad
-
-    def overlaps(self, other: "_Box", pad: float = 0.0) -> bool:
-        return (abs(self.x - other.x) < (self.w + other.w) / 2 + pad
-                and abs(self.y - other.y) < (self.h + other.h) / 2 + pad)
-
-    def boundary(self, towards_x: float, towards_y: float):
-        """Where the ray from the centre towards a point leaves the box."""
-        dx, dy = towards_x - self.x, towards_y - self.y
-        if dx == 0 and dy == 0:
-            return self.x, self.y
-        t = min(self.w / 2 / abs(dx) if dx else math.inf, self.h / 2 / abs(dy) if dy else math.inf)
-        return self.x + t * dx, self.y + t * dy
+def _border(x: float, y: float, tx: float, ty: float, gap: float = 0.03) -> tuple[float, float]:
+    """Where the ray from a node's centre (x, y) towards (tx, ty) leaves the node's box (+ gap)."""
+    dx, dy = tx - x, ty - y
+    t = min((NODE_W / 2 + gap) / abs(dx) if dx else float("inf"),
+            (NODE_H / 2 + gap) / abs(dy) if dy else float("inf"))
+    return x + t * dx, y + t * dy
 
 
-def _layout(nodes, edges) -> dict[str, _Box]:
-    """Layered layout: column = longest path from the inputs; rows by barycentre of predecessors."""
-    preds: dict[str, list[str]] = {n: [] for n, _ in nodes}
-    for e in edges:
-        preds[e.dst].append(e.src)
-    layer: dict[str, int] = {}
-    for n, kind in nodes:  # nodes are listed in topological order
-        layer[n] = 0 if kind == "input" else 1 + max((layer[p] for p in preds[n]), default=0)
-    y: dict[str, float] = {}
-    for col in range(max(layer.values()) + 1):
-        members = [n for n, _ in nodes if layer[n] == col]
-        if col == 0:
-            want = {n: i * ROW_GAP for i, n in enumerate(members)}
-        else:
-            want = {n: sum(y[p] for p in preds[n]) / len(preds[n]) if preds[n] else 0.0
-                    for n in members}
-        ordered = sorted(members, key=lambda n: (want[n], n))
-        placed, last = [], -math.inf
-        for n in ordered:
-            last = max(want[n], last + ROW_GAP)
-            placed.append(last)
-        # Centre the column on its wished-for positions after pushing overlaps apart.
-        shift = sum(want.values()) / len(members) - sum(placed) / len(placed)
-        for n, p in zip(ordered, placed):
-            y[n] = p + shift
-    return {n: _Box(layer[n] * COL_GAP, y[n], _node_w(n), NODE_H) for n, _ in nodes}
+def _tex(node: str) -> str:
+    return f"$c_{{{node[3:-1]}}}$" if node.startswith("c_{") else node
 
 
-def _quad(p0, c, p1, t: float):
-    u = 1 - t
-    return (u * u * p0[0] + 2 * u * t * c[0] + t * t * p1[0],
-            u * u * p0[1] + 2 * u * t * c[1] + t * t * p1[1])
+def _overlaps(a, b, pad: float = 1.0) -> bool:
+    return not (a.x1 + pad < b.x0 or b.x1 + pad < a.x0 or a.y1 + pad < b.y0 or b.y1 + pad < a.y0)
 
 
-def _route(a: _Box, b: _Box, obstacles: list[_Box], first_bow: int):
-    """Control point of a quadratic curve a→b that clears every obstacle box (0 bow = straight)."""
-    mx, my = (a.x + b.x) / 2, (a.y + b.y) / 2
-    dx, dy = b.x - a.x, b.y - a.y
-    norm = math.hypot(dx, dy) or 1.0
-    nx, ny = -dy / norm, dx / norm  # unit normal
-    bows = [0] + [s * k * 45 for k in range(1, 12) for s in (1, -1)]
-    for bow in bows[first_bow:] + bows[:first_bow]:
-        c = (mx + 2 * bow * nx, my + 2 * bow * ny)  # the curve's midpoint lies bow px off the chord
-        pts = [_quad((a.x, a.y), c, (b.x, b.y), i / 40) for i in range(1, 40)]
-        if not any(o.hits(px, py, pad=8) for o in obstacles for px, py in pts):
-            return c
-    return (mx, my)
+def _label(ax, x: float, y: float, text: str):
+    return ax.text(x, y, text, ha="center", va="center", fontsize=9, zorder=5, gid="label",
+                   bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.9))
 
 
-def _place_label(text: str, k: int, curves, samples, taken: list[_Box]) -> _Box:
-    """A box for edge k's label: on its own curve, never onto a node or another label if
-    avoidable, then under as few other edges as possible (so a label reads as its edge's), then
-    as close to the middle as possible. Only a crowded spot pushes it off the curve, by a label
-    height up or down."""
-    _, p0, c, p1 = curves[k]
-    w, h = LABEL_CHAR_W * len(text) + 8, LABEL_FONT + 6
+def _draw_cell(ax, genotype: Genotype, cell: str) -> None:
+    """One cell into ``ax``: nodes (gid ``node``), edges and op labels (gid ``label``)."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    def cost(t, shift):
-        px, py = _quad(p0, c, p1, t)
-        box = _Box(px, py + shift * (h + 2), w, h)
-        clashes = sum(box.overlaps(o, 2) for o in taken)
-        crossings = sum(any(box.hits(x, y) for x, y in pts)
-                        for j, pts in enumerate(samples) if j != k)
-        return (clashes, abs(shift), crossings, abs(t - 0.5)), box
-
-    return min((cost(0.5 + s * i * 0.04, shift) for i in range(10) for s in (1, -1)
-                for shift in (0, 1, -1)), key=lambda cb: cb[0])[1]
-
-
-def _cell_svg_body(genotype: Genotype, cell: str):
-    """SVG elements of one cell, its width and height (coordinates start at 0, 0)."""
     nodes, edges = cell_graph(genotype, cell)
-    boxes = _layout(nodes, edges)
-
-    # Edges: straight where nothing is in the way, else bowed round the other nodes.
-    curves, seen_pairs = [], {}
+    ax.set_xlim(-0.6, 10.6)
+    ax.set_ylim(-1.8, 1.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(TITLES[cell], fontsize=13, loc="left", fontweight="bold")
+    ax.apply_aspect()  # final data -> pixel mapping, so the extents measured below are the drawn ones
+    renderer = ax.figure.canvas.get_renderer()
+    taken = []
+    for node, kind in nodes:
+        x, y = _place(node)
+        box = FancyBboxPatch((x - NODE_W / 2, y - NODE_H / 2), NODE_W, NODE_H, gid="node",
+                             boxstyle="round,pad=0,rounding_size=0.06", facecolor=COLOURS[kind],
+                             edgecolor="black", linewidth=1.6, zorder=3)
+        ax.add_patch(box)
+        ax.text(x, y, _tex(node), ha="center", va="center", fontsize=12, zorder=4)
+        taken.append(box.get_window_extent(renderer))
+    curves = []  # (edge, start, end, rad) in data coordinates
+    seen: dict[tuple[str, str], int] = {}
     for e in edges:
-        a, b = boxes[e.src], boxes[e.dst]
-        k = seen_pairs.get((e.src, e.dst), 0)  # parallel edges get successive bows
-        seen_pairs[(e.src, e.dst)] = k + 1
-        c = _route(a, b, [box for n, box in boxes.items() if n not in (e.src, e.dst)], k)
-        # End points on the box borders, along the curve's end tangents (towards c).
-        curves.append((e, a.boundary(*c), c, b.boundary(*c)))
-    samples = [[_quad(p0, c, p1, i / 30) for i in range(31)] for _, p0, c, p1 in curves]
-    labels: dict[int, _Box] = {}
-    for k, (e, *_) in enumerate(curves):
-        if e.label:
-            labels[k] = _place_label(e.label, k, curves, samples,
-                                     list(boxes.values()) + list(labels.values()))
-
-    # Shift everything so that nodes, labels and curves start at the margin, below the title.
-    margin, title_h = 30, 36
-    parts = list(boxes.values()) + list(labels.values())
-    xs = [b.x - b.w / 2 for b in parts] + [x for pts in samples for x, _ in pts]
-    ys = [b.y - b.h / 2 for b in parts] + [y for pts in samples for _, y in pts]
-    dx, dy = margin - min(xs), margin + title_h - min(ys)
-
-    def xy(p):
-        return f"{p[0] + dx:.1f},{p[1] + dy:.1f}"
-
-    out = [f'<text x="{margin / 2:.0f}" y="26" font-size="18" font-weight="bold">'
-           f'{escape(TITLES[cell])}</text>']
-    for e, p0, c, p1 in curves:
-        style = ('stroke="#333" stroke-width="1.6"' if e.label
-                 else 'stroke="#999" stroke-width="1.3" stroke-dasharray="5,3"')
-        out.append(f'<path d="M{xy(p0)} Q{xy(c)} {xy(p1)}" fill="none" {style} '
-                   f'marker-end="url(#arrow)"/>')
-    for k, box in labels.items():
-        out.append(f'<rect x="{box.x - box.w / 2 + dx:.1f}" y="{box.y - box.h / 2 + dy:.1f}" '
-                   f'width="{box.w:.1f}" height="{box.h:.1f}" rx="3" fill="white" '
-                   f'fill-opacity="0.9"/>')
-        out.append(f'<text x="{box.x + dx:.1f}" y="{box.y + dy:.1f}" font-size="{LABEL_FONT}" '
-                   f'text-anchor="middle" dominant-baseline="central">'
-                   f'{escape(curves[k][0].label)}</text>')
-    for n, kind in nodes:
-        b = boxes[n]
-        out.append(f'<rect x="{b.x - b.w / 2 + dx:.1f}" y="{b.y - b.h / 2 + dy:.1f}" '
-                   f'width="{b.w:.1f}" height="{b.h:.1f}" rx="4" fill="{SVG_FILL[kind]}" '
-                   f'stroke="#000" stroke-width="2"/>')
-        out.append(f'<text x="{b.x + dx:.1f}" y="{b.y + dy:.1f}" font-size="{FONT}" '
-                   f'text-anchor="middle" dominant-baseline="central">{_svg_label(n)}</text>')
-
-    width = max([b.x + b.w / 2 for b in parts] + [x for pts in samples for x, _ in pts]) + dx
-    height = max([b.y + b.h / 2 for b in parts] + [y for pts in samples for _, y in pts]) + dy
-    return out, width + margin, height + margin
+        k = seen.get((e.src, e.dst), 0)
+        seen[(e.src, e.dst)] = k + 1
+        (x0, y0), (x1, y1) = _place(e.src), _place(e.dst)
+        # A parallel edge bows towards the middle row (edges run left to right: rad > 0 bows down).
+        rad = 0.0 if k == 0 else (0.3 if y0 + y1 >= 0 else -0.3)
+        style = (dict(color="#333", linewidth=1.3) if e.label
+                 else dict(color="#999", linewidth=1.1, linestyle=(0, (4, 3))))
+        # The arrow runs border to border, so its head is never hidden under a node.
+        ax.add_patch(FancyArrowPatch(_border(x0, y0, x1, y1), _border(x1, y1, x0, y0),
+                                     connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
+                                     mutation_scale=12, shrinkA=0, shrinkB=0, zorder=2, **style))
+        curves.append((e, (x0, y0), (x1, y1), rad))
+    # Pixels along each curve, to keep a label off the other edges (so it reads as its own edge's).
+    samples = [ax.transData.transform([_on_curve(p, q, rad, i / 40) for i in range(41)])
+               for _, p, q, rad in curves]
+    for k, (e, p, q, rad) in enumerate(curves):
+        if not e.label:
+            continue
+        best = None
+        for t in LABEL_T:
+            text = _label(ax, *_on_curve(p, q, rad, t), e.label)
+            box = text.get_window_extent(renderer)
+            clashes = sum(_overlaps(box, other) for other in taken)
+            crossings = sum(_crosses(box, pts) for j, pts in enumerate(samples) if j != k)
+            score = (clashes, crossings)
+            if best is None or score < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (score, text, box)
+            else:
+                text.remove()
+            if score == (0, 0):
+                break
+        taken.append(best[2])
 
 
-def _svg_label(node: str) -> str:
-    """c_{k-2} -> c with a subscript k-2."""
-    if node.startswith("c_{"):
-        return f'c<tspan baseline-shift="sub" font-size="{FONT - 4}">{escape(node[3:-1])}</tspan>'
-    return escape(node)
+def _crosses(box, pts) -> bool:
+    return bool(((pts[:, 0] >= box.x0) & (pts[:, 0] <= box.x1)
+                 & (pts[:, 1] >= box.y0) & (pts[:, 1] <= box.y1)).any())
 
 
-def genotype_svg(genotype, cells: Sequence[str] = CELL_TYPES) -> str:
-    """A standalone SVG drawing of ``cells`` (stacked vertically), without graphviz."""
+def _on_curve(p, q, rad: float, t: float) -> tuple[float, float]:
+    """The point at t of matplotlib's arc3 curve from p to q (a quadratic Bézier whose control point
+    sits rad × |pq| off the chord's middle, along its normal)."""
+    (x0, y0), (x1, y1) = p, q
+    dx, dy = x1 - x0, y1 - y0
+    bow = 2 * rad * t * (1 - t)
+    return x0 + t * dx + bow * dy, y0 + t * dy - bow * dx
+
+
+def genotype_figure(genotype, cells: Sequence[str] = CELL_TYPES):
+    """A matplotlib Figure drawing ``cells`` of the genotype (one row each), without graphviz."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     genotype = load_genotype(genotype)
-    parts, width, top = [], 0.0, 0.0
-    for cell in cells:
-        body, w, h = _cell_svg_body(genotype, cell)
-        parts.append(f'<g transform="translate(0,{top:.1f})">')
-        parts += ["  " + line for line in body]
-        parts.append("</g>")
-        width, top = max(width, w), top + h
-    head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{top:.0f}" '
-            f'viewBox="0 0 {width:.0f} {top:.0f}" font-family="Helvetica, Arial, sans-serif">',
-            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-            'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-            'fill="#333"/></marker></defs>',
-            f'<rect width="{width:.0f}" height="{top:.0f}" fill="white"/>']
-    return "\n".join(['<?xml version="1.0" encoding="UTF-8"?>', *head, *parts, "</svg>"]) + "\n"
+    fig = Figure(figsize=(10, 3.6 * len(cells)), dpi=100)
+    FigureCanvasAgg(fig)  # an Agg canvas, so text extents are known while placing labels
+    axes = fig.subplots(len(cells), 1, squeeze=False)[:, 0]
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.3 / (3.6 * len(cells)), bottom=0.01, hspace=0.12)
+    for ax, cell in zip(axes, cells):
+        _draw_cell(ax, genotype, cell)
+    return fig
+
+
+def _figure_bytes(genotype, cells: Sequence[str], fmt: str) -> bytes:
+    import io
+
+    import matplotlib
+
+    buf = io.BytesIO()
+    # svg.fonttype "none" keeps labels as <text> (searchable, smaller) instead of glyph outlines.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "dcpnas"}):
+        genotype_figure(genotype, cells).savefig(buf, format=fmt, facecolor="white")
+    return buf.getvalue()
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -310,8 +263,7 @@ def draw_genotype(genotype, out_path, fmt: str | None = None, *,
 
     genotype: a Genotype, a name, a file or a ``Genotype(...)`` string. fmt: ``svg``, ``png`` or
     ``dot`` (the DOT source); by default the file suffix. engine: ``dot`` (graphviz, required),
-    ``python`` (the built-in SVG layout) or ``auto`` (graphviz when ``dot`` is on PATH). PNG needs
-    graphviz: without it the SVG is written next to ``out_path`` and a DcpnasError says where.
+    ``python`` (matplotlib, the fixed DARTS layout) or ``auto`` (graphviz when ``dot`` is on PATH).
     """
     from ..utils.io import atomic_write_bytes, atomic_write_text
 
@@ -330,12 +282,7 @@ def draw_genotype(genotype, out_path, fmt: str | None = None, *,
         raise DcpnasError("graphviz 'dot' is not on PATH (install graphviz or use the python engine)")
     if dot is not None:
         return atomic_write_bytes(out_path, _run_dot(dot, genotype_dot(genotype, cells), fmt))
-    svg = genotype_svg(genotype, cells)
-    if fmt == "png":
-        svg_path = atomic_write_text(out_path.with_suffix(".svg"), svg)
-        raise DcpnasError(f"{out_path}: PNG output needs graphviz 'dot' on PATH; wrote SVG to "
-                          f"{svg_path} instead")
-    return atomic_write_text(out_path, svg)
+    return atomic_write_bytes(out_path, _figure_bytes(genotype, cells, fmt))
 
 
 def draw_cell(genotype, cell: str, out_path, fmt: str | None = None, *,
