@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import xml.etree.ElementTree as ET
 
 import pytest
 import torch
@@ -23,7 +22,7 @@ from dcpnas.search.learner import build_supernet, init_child_from_parent
 from dcpnas.search.methods import MethodContext
 from dcpnas.search.methods.cpnas_sample import CpNasSample
 from dcpnas.search.methods.paths import genotype_paths, genotype_to_alphas, random_genotype
-from dcpnas.search.reporting import alpha_entropy, alpha_svg, plot_alphas
+from dcpnas.search.reporting import COLORS, alpha_entropy, plot_alphas
 from dcpnas.space import NUM_EDGES, PRIMITIVES, Supernet, derive_genotype
 
 TINY = ["data.limit=32", "data.batch_size=8", "supernet.C=2", "schedule.rounds=1", "data.eval_batches=1",
@@ -168,14 +167,23 @@ def test_pack_tensors_roundtrip():
         assert x.dtype == y.dtype and torch.equal(x, y)
 
 
-def test_alpha_plot_svg_fallback_is_valid_xml(tmp_path):
+def _png_colours(path):
+    """The set of (r, g, b) colours of a PNG, as 0..255 integers."""
+    from matplotlib.image import imread
+
+    img = imread(path)
+    return img.shape, {tuple(int(round(255 * c)) for c in px[:3]) for px in img.reshape(-1, img.shape[-1])}
+
+
+def test_alpha_plot_draws_every_op(tmp_path):
     history = [{"epoch": e, "alpha_weights": [[float(e + m) for m in range(8)], [1.0] * 8]} for e in (1, 2, 3)]
-    path = plot_alphas(history, tmp_path / "alphas", engine="svg")
-    assert path.suffix == ".svg"
-    root = ET.parse(path).getroot()
-    assert len([el for el in root.iter() if el.tag.endswith("polyline")]) == 16
+    path = plot_alphas(history, tmp_path / "alphas")
+    assert path == tmp_path / "alphas.png"
+    shape, colours = _png_colours(path)
+    assert shape[:2] == (400, 1100)
+    hexes = {"#%02x%02x%02x" % c for c in colours}
+    assert set(COLORS) <= hexes  # one line (and legend entry) per op
     assert plot_alphas([], tmp_path / "none") is None
-    assert "<svg" in alpha_svg([1], [[[0.5]] * 8] * 2)
 
 
 def test_alpha_entropy_bounds():

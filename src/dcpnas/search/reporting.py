@@ -2,14 +2,13 @@
 
 * ``alpha_entropy``: mean entropy of softmax(α) over the edges (a sharpening search lowers it).
 * ``plot_alphas``: the softmax weight of every op, summed over the 14 edges, per epoch and cell
-  type — matplotlib (PNG) when it imports, else a dependency-free SVG line plot.
+  type, as a PNG.
 * ``summary`` / ``format_summary``: the run's result (genotype, accuracies, time, search cost,
   profile of the derived network when ``dcpnas.metrics`` is available).
 """
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,7 +16,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..space import PRIMITIVES
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write
 
 __all__ = ["alpha_entropy", "alpha_weights", "plot_alphas", "profile_summary", "format_summary",
            "tensorboard_writer"]
@@ -49,77 +48,27 @@ def _series(history: Sequence[dict]) -> tuple[list[int], list[list[list[float]]]
     return epochs, series
 
 
-def plot_alphas(history: Sequence[dict], out_stem: str | Path, *, engine: str = "auto") -> Optional[Path]:
-    """Plot the α trajectory to ``out_stem`` + ``.png`` (matplotlib) or ``.svg``; None if no data."""
+def plot_alphas(history: Sequence[dict], out_stem: str | Path) -> Optional[Path]:
+    """Plot the α trajectory to ``out_stem`` + ``.png``; None when the history has no α records."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     epochs, series = _series(history)
     if not epochs:
         return None
-    out_stem = Path(out_stem)
-    if engine in ("auto", "matplotlib"):
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-            from matplotlib.ticker import MaxNLocator
-        except ImportError:
-            if engine == "matplotlib":
-                raise
-        else:
-            fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-            for c, ax in enumerate(axes):
-                for m, name in enumerate(PRIMITIVES):
-                    ax.plot(epochs, series[c][m], label=name, color=COLORS[m], marker=".")
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-                ax.set_title(f"{CELLS[c]} cell")
-                ax.set_xlabel("epoch")
-                ax.grid(alpha=0.3)
-            axes[0].set_ylabel("Σ over edges of softmax(α)")
-            axes[1].legend(fontsize=7, loc="best")
-            fig.tight_layout()
-            path = out_stem.with_suffix(".png")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            return path
-    return atomic_write_text(out_stem.with_suffix(".svg"), alpha_svg(epochs, series))
-
-
-def alpha_svg(epochs: Sequence[int], series) -> str:
-    """A two-panel SVG line plot (normal, reduce) of the op weights over the epochs."""
-    W, H, pad_l, pad_r, pad_t, pad_b, legend = 360, 260, 48, 12, 28, 36, 150
-    ymax = max(max(max(s) for s in cell) for cell in series)
-    ymax = max(ymax * 1.05, 1e-9)
-    x0, x1 = min(epochs), max(epochs)
-    span = (x1 - x0) or 1
-
-    def sx(e, panel):
-        return panel * W + pad_l + (e - x0) / span * (W - pad_l - pad_r)
-
-    def sy(v):
-        return pad_t + (1 - v / ymax) * (H - pad_t - pad_b)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + legend}" height="{H}" '
-             f'font-family="sans-serif" font-size="11">', '<rect width="100%" height="100%" fill="white"/>']
-    for c, cell in enumerate(CELLS):
-        left, right = sx(x0, c), sx(x1, c) if span else sx(x0, c) + 1
-        parts.append(f'<text x="{c * W + W / 2:.1f}" y="16" text-anchor="middle">{cell} cell</text>')
-        parts.append(f'<line x1="{left:.1f}" y1="{sy(0):.1f}" x2="{right:.1f}" y2="{sy(0):.1f}" stroke="black"/>')
-        parts.append(f'<line x1="{left:.1f}" y1="{sy(0):.1f}" x2="{left:.1f}" y2="{sy(ymax):.1f}" stroke="black"/>')
-        for frac in (0.0, 0.5, 1.0):
-            v = ymax * frac
-            parts.append(f'<text x="{left - 4:.1f}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
-        for e in (x0, x1) if x1 != x0 else (x0,):
-            parts.append(f'<text x="{sx(e, c):.1f}" y="{H - pad_b + 14}" text-anchor="middle">{e}</text>')
-        parts.append(f'<text x="{(left + right) / 2:.1f}" y="{H - 6}" text-anchor="middle">epoch</text>')
-        for m in range(len(PRIMITIVES)):
-            pts = " ".join(f"{sx(e, c):.1f},{sy(v):.1f}" for e, v in zip(epochs, series[c][m]))
-            parts.append(f'<polyline fill="none" stroke="{COLORS[m]}" stroke-width="1.5" points="{pts}"/>')
-    for m, name in enumerate(PRIMITIVES):
-        y = pad_t + 16 * m
-        parts.append(f'<line x1="{2 * W + 6}" y1="{y}" x2="{2 * W + 26}" y2="{y}" stroke="{COLORS[m]}" '
-                     f'stroke-width="2"/><text x="{2 * W + 30}" y="{y + 4}">{html.escape(name)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+    fig = Figure(figsize=(11, 4))  # no pyplot: no global backend or figure state is touched
+    axes = fig.subplots(1, 2, sharey=True)
+    for c, ax in enumerate(axes):
+        for m, name in enumerate(PRIMITIVES):
+            ax.plot(epochs, series[c][m], label=name, color=COLORS[m], marker=".")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{CELLS[c]} cell")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Σ over edges of softmax(α)")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return atomic_write(Path(out_stem).with_suffix(".png"), lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 # -- the summary ----------------------------------------------------------------------------------------
