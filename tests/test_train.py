@@ -121,15 +121,22 @@ def test_cosine_schedule_warmup_endpoints_and_state():
     s = CosineSchedule(opt, base_lr=0.1, min_lr=1e-3, total_steps=11, warmup_steps=1)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)      # warm-up
     lrs = []
-    for _ in range(10):
+    for i in range(12):                                           # one past the end: stays at min_lr
+        opt.step()
         s.step()
         lrs.append(opt.param_groups[0]["lr"])
-    assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(1e-3)
+        if i == 4:
+            saved = s.state_dict()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
     assert lrs[5] == pytest.approx(1e-3 + 0.5 * (0.1 - 1e-3) * (1 + math.cos(math.pi * 5 / 9)))
-    s2 = CosineSchedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 0.5, 0, 3)
-    s2.load_state_dict(s.state_dict())
-    assert s2.lr == s.lr and s2.optimizer.param_groups[0]["lr"] == s.lr
+    opt2 = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    s2 = CosineSchedule(opt2, base_lr=0.1, min_lr=1e-3, total_steps=11, warmup_steps=1)
+    s2.load_state_dict(saved)                                     # resume after step 5
+    assert s2.lr == pytest.approx(lrs[4])
+    opt2.step()
+    s2.step()
+    assert s2.lr == pytest.approx(lrs[5])
 
 
 def test_cutout_zeroes_one_clipped_square_per_image():

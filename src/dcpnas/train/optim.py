@@ -1,16 +1,15 @@
 """Optimiser (AdamW or SGD) and the per-step warm-up + cosine learning-rate schedule.
 
-As timm's ``create_optimizer`` (the authors' code, method section 7.5), weight decay is applied only
+As timm's ``create_optimizer`` (the authors' code, docs/METHOD.md#decision-training), weight decay is applied only
 to weights with more than one dimension: biases, BatchNorm affine parameters, PReLU slopes and the
 per-channel β scales are not decayed.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
+from torch.optim import lr_scheduler
 
 from .config import OptimConfig
 
@@ -39,44 +38,35 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float, weight_decay:
 
 
 class CosineSchedule:
-    """lr(t) for step t of ``total_steps``: linear warm-up from 0, then cosine from ``base_lr`` to
-    ``min_lr`` (reached at the last step). ``step()`` advances and writes lr into every group."""
+    """Per-step linear warm-up from base_lr/(warmup+1), then cosine from ``base_lr`` to ``min_lr``,
+    reached at the last of ``total_steps``; torch's ``LinearLR`` → ``CosineAnnealingLR`` in a
+    ``SequentialLR``. ``step()`` advances (and stops at the last step); ``lr`` is the current rate."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, min_lr: float,
                  total_steps: int, warmup_steps: int = 0):
         self.optimizer = optimizer
-        self.base_lr, self.min_lr = float(base_lr), min(float(min_lr), float(base_lr))
-        self.total_steps, self.warmup_steps = max(int(total_steps), 1), max(int(warmup_steps), 0)
-        self.last_step = 0
-        self._apply()
-
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.base_lr * (step + 1) / (self.warmup_steps + 1)
-        span = max(self.total_steps - 1 - self.warmup_steps, 1)
-        t = min(max(step - self.warmup_steps, 0) / span, 1.0)
-        return self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
+        self.total_steps, warmup = max(int(total_steps), 1), max(int(warmup_steps), 0)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = float(base_lr)
+        cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.total_steps - 1 - warmup, 1),
+                                                eta_min=min(float(min_lr), float(base_lr)))
+        self.scheduler = cosine if not warmup else lr_scheduler.SequentialLR(
+            optimizer, [lr_scheduler.LinearLR(optimizer, 1 / (warmup + 1), 1.0, total_iters=warmup), cosine],
+            milestones=[warmup])
 
     @property
     def lr(self) -> float:
-        return self.lr_at(self.last_step)
-
-    def _apply(self) -> None:
-        lr = self.lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        return self.optimizer.param_groups[0]["lr"]
 
     def step(self) -> None:
-        self.last_step += 1
-        self._apply()
+        # Past its T_max a cosine rises again; the schedule ends at min_lr instead.
+        if self.scheduler.last_epoch < self.total_steps - 1:
+            self.scheduler.step()
 
     def state_dict(self) -> dict:
-        return {"last_step": self.last_step, "base_lr": self.base_lr, "min_lr": self.min_lr,
-                "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+        return self.scheduler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("last_step", "total_steps", "warmup_steps"):
-            setattr(self, key, int(state[key]))
-        self.base_lr, self.min_lr = float(state["base_lr"]), float(state["min_lr"])
-        self._apply()
-
+        self.scheduler.load_state_dict(state)
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+            group["lr"] = lr
