@@ -2,11 +2,11 @@
 
 loss = distill_weight·(−G(student, teacher; T)) + label_weight·CE_ls(student, y) + μ_R·L_R
 
-−G = KL(p_teacher ‖ p_student) is the distillation loss (method D.1; the authors' final training
-uses it alone, with a ResNet-34 teacher and T = 1, section 7.5). Without a teacher the loss is the
-label CE with weight 1. L_R is added only while the network convolves with binary weights: in
-step 1 β does not take part in the forward pass, so pulling ŵ towards ±β there would only fight
-the task loss.
+−G = KL(p_teacher ‖ p_student) is the distillation loss (docs/METHOD.md#decision-g; the authors' final
+training uses it alone, with a ResNet-34 teacher and T = 1, docs/METHOD.md#decision-training).
+Without a teacher the loss is the label CE with weight 1. L_R is added only while the network
+convolves with binary weights: in step 1 β does not take part in the forward pass, so pulling ŵ
+towards ±β there would only fight the task loss.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..binary import binary_convs, reconstruction_loss
-from ..search.objective import child_parent_G
+from ..losses import child_parent_G
 from .config import LossConfig
 
 __all__ = ["TrainLoss"]
