@@ -22,3 +22,19 @@ class GenotypeError(DcpnasError):
 
 class NonFiniteLossError(DcpnasError):
     """A loss became NaN or Inf; the run stops and keeps its last good checkpoint."""
+
+
+class NonFiniteStateError(NonFiniteLossError):
+    """Weights, buffers or optimiser state hold NaN/Inf: the run stops before saving them."""
+
+
+class RunDirError(DcpnasError):
+    """A run directory that is of another kind, not a run, in use by another process, or not usable."""
+
+
+class WriteError(DcpnasError):
+    """A file could not be written; the message names the path, the reason and what was kept."""
+
+    def __init__(self, path, reason: str, kept: str):
+        self.path, self.reason, self.kept = str(path), reason, kept
+        super().__init__(f"cannot write {path}: {reason}; {kept}")

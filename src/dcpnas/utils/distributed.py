@@ -29,6 +29,7 @@ __all__ = [
     "all_reduce_mean_",
     "broadcast_",
     "barrier",
+    "sync_batchnorm_stats",
     "cleanup",
     "seed_everything",
     "autocast_context",
@@ -172,6 +173,20 @@ def broadcast_(tensors: torch.Tensor | Iterable[torch.Tensor | None], src: int =
     if not is_distributed() or not items:
         return
     _collective_(items, lambda flat: dist.broadcast(flat, src=src))
+
+
+@torch.no_grad()
+def sync_batchnorm_stats(*modules: torch.nn.Module) -> None:
+    """Make the buffers of ``modules`` identical on every process: the one policy of search and training.
+
+    Floating-point buffers (BatchNorm running mean and variance) are averaged over the processes: each
+    rank updated them on its own shard, and the mean of the shard estimates is the estimate over all of
+    them (rank 0's alone would discard the others' batches). The other buffers (``num_batches_tracked``
+    counters, equal on every rank anyway) are broadcast from rank 0. A no-op in a single process.
+    """
+    buffers = [b for m in modules for b in m.buffers()]
+    all_reduce_mean_([b for b in buffers if b.is_floating_point()])
+    broadcast_([b for b in buffers if not b.is_floating_point()])
 
 
 def barrier() -> None:

@@ -1,7 +1,9 @@
-"""Atomic file writes and checkpoint loading.
+"""Atomic file writes and checkpoint loading: the one writer every module uses.
 
 Every write goes to a temp file in the destination folder, is fsync'ed, then renamed over the target with
-``os.replace``: a crash or a full disk leaves either the old file or the new one, never a torn one.
+``os.replace``: a crash or a full disk leaves either the old file or the new one, never a torn one. A
+failed write is one :class:`~dcpnas.errors.WriteError` (path, reason, what was kept), and the temp
+files of killed writers are removed by :func:`remove_stale_temps` (run directories call it when claimed).
 torch is imported lazily so that the config and CLI layers stay fast to import.
 """
 
@@ -9,41 +11,136 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import json
 import os
 import pickle
+import re
+import shutil
 import sys
 import uuid
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, BinaryIO
 
-from ..errors import DataError
+from ..errors import DataError, WriteError
 
-__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint", "to_jsonable"]
+#: Ending of the temp files of :func:`atomic_write` (``.<name>.<pid>.<random>.tmp``).
+TEMP_SUFFIX = ".tmp"
+
+__all__ = ["atomic_write", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint", "to_jsonable"]
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def os_reason(exc: BaseException) -> str:
+    """Why an OS call failed, in a few words a user acts on (permission, no space, not a directory)."""
+    reasons = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "read-only file system", errno.ENOTDIR: "a parent of it is not a directory",
+               errno.EISDIR: "it is a directory", errno.ENOENT: "its folder does not exist",
+               errno.EEXIST: "a parent of it is a file, not a directory",
+               errno.ENAMETOOLONG: "the name is too long", errno.EIO: "input/output error"}
+    code = getattr(exc, "errno", None)
+    if code in reasons:
+        return reasons[code]
+    text = getattr(exc, "strerror", None) or _first_line(exc)
+    return str(text).lower()
+
+
+def _torch_write_failed(exc: BaseException, folder: Path) -> str | None:
+    """The reason when torch's zip writer failed on a full disk (it raises RuntimeError, e.g.
+    'unexpected pos 6848 vs 6784'), else None (a real bug: let it through)."""
+    text = str(exc)
+    if not any(s in text for s in ("unexpected pos", "PytorchStreamWriter", "file write failed")):
+        return None
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < (1 << 20):
+        return "no space left on device"
+    return f"the write failed ({_first_line(exc)}; is the disk full?)"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], *, kept: str | None = None) -> Path:
+    """Write ``path`` atomically: ``write(f)`` fills a temp file in the same folder, which is fsync'ed and
+    renamed over ``path``. Any failure (permission, full disk, a parent that is a file) removes the temp
+    file and raises one :class:`~dcpnas.errors.WriteError` naming the path, the reason and what was kept
+    (``kept``, default: the previous file is unchanged / nothing was written)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, like a plain open() would
-    # (tempfile.mkstemp would leave every checkpoint 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    existed = path.is_file()
+    keep = kept or (f"the previous {path} is unchanged" if existed else "nothing was written")
+    if path.is_dir():
+        raise WriteError(path, "it is a directory", keep)
+    if not path.name:
+        raise WriteError(path, "no file name given", keep)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(path, os_reason(exc), keep) from None
+    if not path.parent.is_dir():
+        raise WriteError(path, "a parent of it is not a directory", keep)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+    try:
+        # os.open with mode 0o666 lets the umask decide the permissions, like a plain open() would
+        # (tempfile.mkstemp would leave every checkpoint 0600).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise WriteError(path, os_reason(exc), keep) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise WriteError(path, os_reason(exc), keep) from None
+        if isinstance(exc, RuntimeError):
+            reason = _torch_write_failed(exc, path.parent)
+            if reason is not None:
+                raise WriteError(path, reason, keep) from None
         raise
     _fsync_dir(path.parent)
     return path
+
+
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True      # someone else's live process
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike, *, max_depth: int = 2) -> list[Path]:
+    """Delete the temp files of :func:`atomic_write` left by killed processes (their PID is gone) in
+    ``folder`` and its sub-folders (``max_depth`` levels); returns what was removed. A live writer's
+    temp file is left alone, so this is safe to call at any time."""
+    removed: list[Path] = []
+    root = Path(folder)
+    base = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        if len(Path(dirpath).parts) - base >= max_depth:
+            dirnames[:] = []
+        for name in filenames:
+            m = _TEMP_RE.match(name)
+            if m and not _alive(int(m.group(1))):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    removed.append(Path(dirpath, name))
+                except OSError:
+                    pass
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -60,28 +157,30 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+def atomic_save(obj: Any, path: str | os.PathLike, *, kept: str | None = None) -> Path:
     """``torch.save(obj)`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``)."""
     import torch
 
-    return _atomic_write(path, lambda f: torch.save(obj, f))
+    return atomic_write(path, lambda f: torch.save(obj, f), kept=kept)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, kept: str | None = None) -> Path:
     """Write ``data`` to ``path`` atomically (e.g. a rendered PNG)."""
-    return _atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data), kept=kept)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8", *,
+                      kept: str | None = None) -> Path:
     """Write ``text`` to ``path`` atomically."""
     data = text.encode(encoding)
-    return _atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data), kept=kept)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2,
+                      kept: str | None = None) -> Path:
     """Write ``obj`` as JSON (tensors, numpy values, paths, dataclasses converted) to ``path`` atomically."""
     text = json.dumps(to_jsonable(obj), indent=indent, sort_keys=False) + "\n"
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, text, kept=kept)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -128,6 +227,15 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _is_pickle(path: Path) -> bool:
+    """A plain pickle (not torch's zip container) starts with the PROTO opcode."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x80"
+    except OSError:
+        return False
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, weights_only: bool = True) -> Any:
     """``torch.load`` a checkpoint; a missing, truncated or corrupt file raises a one-line :class:`DataError`.
 
@@ -142,15 +250,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, weigh
     if not path.is_file():
         raise DataError(f"checkpoint is not a file: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as exc:
-        # The safe unpickler reports both disallowed classes and garbage bytes as UnpicklingError;
-        # only the former can be fixed by the caller.
-        if "Unsupported global" in str(exc):
-            raise DataError(
-                f"checkpoint {path} holds objects other than tensors and plain containers "
-                f"(load it with weights_only=False only if you trust it)"
-            ) from exc
-        raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({_first_line(exc)})") from exc
+        # The safe unpickler reports disallowed classes, foreign pickles and garbage bytes alike;
+        # its message suggests weights_only=False, which is the one thing not to do with such a file.
+        text = str(exc)
+        if "GLOBAL" in text or "Unsupported global" in text or _is_pickle(path):
+            raise DataError(f"{path} holds Python objects that dcpnas never loads (it was not written by "
+                            f"dcpnas; do not load it with pickle)") from None
+        raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, ImportError) as exc:
-        raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({_first_line(exc)})") from exc
+        raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({_first_line(exc)})") from None
