@@ -48,8 +48,11 @@ def run(args) -> int:
             doc = (PRESETS[name].__doc__ or "").strip().splitlines() if name in PRESETS else []
             print(f"{name:14s} {doc[0] if doc else ''}")
         return 0
-    if not args.out:
+    if args.out is None:
         raise ConfigError("--out DIR is required (the run directory)")
+    from ..utils.rundir import check_run_dir
+
+    check_run_dir(args.out, "train", resume=args.resume)   # fails before any setting is read
     cfg = resolve_config(TrainConfig, "train", preset=args.preset, config_file=args.config,
                          overrides=_overrides(args))
     if not cfg.model.genotype:

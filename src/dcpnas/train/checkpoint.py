@@ -11,16 +11,13 @@ Everything stored is tensors and plain containers, so ``torch.load(weights_only=
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
-from typing import Any, Optional
-
-import numpy as np
-import torch
 
 from ..errors import DataError
+from ..utils.finite import kept_checkpoint
 from ..utils.io import atomic_save, load_checkpoint
-from .spec import MODEL_FORMAT, ModelSpec
+from ..utils.runstate import rng_state, set_rng_state  # noqa: F401  (part of this module's API)
+from .modelfile import save_model  # noqa: F401  (the model file format lives in modelfile.py)
 
 __all__ = ["STATE_FORMAT", "CHECKPOINT", "save_state", "load_state", "save_model", "rng_state",
            "set_rng_state"]
@@ -29,48 +26,30 @@ STATE_FORMAT = "dcpnas-train-state/1"
 CHECKPOINT = "checkpoint.pt"
 
 
-def rng_state() -> dict:
-    """Python, NumPy, torch CPU and CUDA generator states, as tensors and plain values."""
-    np_state = np.random.get_state()
-    state = {"python": random.getstate(),
-             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_state(path: Path, *, spec: ModelSpec, model: torch.nn.Module, optimizer, schedule, stage: int,
+def save_state(path: Path, *, spec, model, optimizer, schedule, stage: int,
                epoch: int, step: int, data_state: dict, history: list, config: dict) -> Path:
-    """Write the resumable training state (``epoch``: epochs completed in ``stage``)."""
+    """Write the resumable training state (``epoch``: epochs completed in ``stage``); the caller has
+    checked it is finite (:func:`dcpnas.utils.finite.check_finite_state`)."""
     return atomic_save({
         "format": STATE_FORMAT, "spec": spec.to_dict(), "state_dict": model.state_dict(),
         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "stage": stage,
         "epoch": epoch, "step": step, "rng": rng_state(), "data": data_state, "history": history,
-        "config": config}, path)
+        "config": config}, path, kept=kept_checkpoint(path))
+
+
+_FIELDS = {"spec": dict, "state_dict": dict, "optimizer": dict, "schedule": dict, "stage": int, "epoch": int,
+           "step": int, "rng": dict, "data": dict, "history": list, "config": dict}
 
 
 def load_state(path: Path) -> dict:
+    """The training state at ``path``, its fields type-checked (a crafted or damaged file is a
+    one-line DataError)."""
     state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise DataError(f"{path} is not a dcpnas training checkpoint (format {STATE_FORMAT})")
+    for key, kind in _FIELDS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise DataError(f"{path}: the training checkpoint's {key!r} is missing or not a "
+                            f"{kind.__name__} (damaged or crafted file)")
     return state
-
-
-def save_model(path: Path, spec: ModelSpec, model: torch.nn.Module, metrics: Optional[dict[str, Any]] = None
-               ) -> Path:
-    """Write a model file: what is needed to rebuild and evaluate the network."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return atomic_save({"format": MODEL_FORMAT, "spec": spec.to_dict(), "state_dict": state,
-                        "metrics": dict(metrics or {})}, path)

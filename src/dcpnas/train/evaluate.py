@@ -1,9 +1,9 @@
-"""Top-1/top-5 evaluation and loading a trained model from a model file or a training checkpoint."""
+"""Top-1/top-5 evaluation of a model, and of a saved model file on a test split (files: ``modelfile.py``)."""
 
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 import torch.nn as nn
@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..utils.distributed import all_reduce_mean_, autocast_context, is_distributed
-from .spec import ModelSpec
+# The model file readers live in modelfile.py; load_model / read_model_file stay importable from here.
+from .modelfile import load_any, load_model, read_model_file  # noqa: F401
 
-__all__ = ["evaluate", "load_model", "read_model_file"]
+__all__ = ["evaluate", "evaluate_file", "load_model", "read_model_file"]
 
 
 @torch.no_grad()
@@ -49,52 +50,6 @@ def evaluate(model: nn.Module, batches: Iterable, *, amp: bool = True) -> dict:
             "loss": stats[3].item() / n, "n": int(stats[0].item())}
 
 
-def read_model_file(path: str | os.PathLike) -> tuple[ModelSpec, dict, dict]:
-    """(spec, state_dict, payload) from a model file (model.pt) or a training checkpoint."""
-    from ..utils.io import load_checkpoint
-
-    payload = load_checkpoint(path)
-    if not isinstance(payload, dict) or "spec" not in payload or "state_dict" not in payload:
-        raise DataError(f"{path} is not a dcpnas model or training checkpoint (no spec/state_dict; "
-                        f"was it written by 'dcpnas train'?)")
-    spec = ModelSpec.from_dict(payload["spec"], str(path))
-    return spec, payload["state_dict"], payload
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec, dict]:
-    """Rebuild the network a model file describes and load its weights; returns (model in eval mode,
-    spec, payload)."""
-    spec, state, payload = read_model_file(path)
-    model = spec.build()
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise DataError(f"{path}: the weights do not fit the stored model spec ({detail})") from None
-    return model.to(device).eval(), spec, payload
-
-
-def load_any(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
-    """A model from a model file, a training checkpoint or a packed ``.dcpnas`` file (by content)."""
-    from .export import MAGIC, read_packed
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(MAGIC))
-    except FileNotFoundError:
-        raise DataError(f"checkpoint not found: {path}") from None
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    if head == MAGIC:
-        from .export import load_packed
-
-        spec, _, _ = read_packed(path)
-        return load_packed(path, device), spec
-    model, spec, _ = load_model(path, device)
-    return model, spec
-
-
 def evaluate_file(path: str | os.PathLike, *, dataset: str | None = None, data_dir=None,
                   device: str = "auto", batch_size: int = 256) -> dict:
     """Test top-1/top-5 of a saved model on ``dataset`` (default: its own) plus its cost profile."""
@@ -104,11 +59,26 @@ def evaluate_file(path: str | os.PathLike, *, dataset: str | None = None, data_d
     dev = select_device(device)
     model, spec = load_any(path, dev)
     name = dataset or spec.dataset
-    result = {"checkpoint": str(path), "dataset": name,
-              **evaluate(model, test_batches(name, data_dir, spec, dev, batch_size))}
+    batches = _checked(test_batches(name, data_dir, spec, dev, batch_size), spec, name)
+    result = {"checkpoint": str(path), "dataset": name, **evaluate(model, batches)}
+    if result["n"] == 0:
+        raise DataError(f"dataset {name!r} has no test images: there is nothing to evaluate {path} on")
     try:
         from ..metrics.profile import profile_model
     except ImportError:
         return result
     result["profile"] = profile_model(model, spec.input_shape).totals()
     return result
+
+
+def _checked(batches: Iterable, spec, dataset: str) -> Iterator:
+    """``batches``, after checking the first one's images have the size the model was trained on (a
+    network with global pooling runs on any size, and would report a meaningless accuracy)."""
+    it = iter(batches)
+    for x, y in it:
+        if tuple(x.shape[1:]) != tuple(spec.input_shape):
+            raise DataError(f"dataset {dataset!r} has {'x'.join(map(str, x.shape[1:]))} images (CxHxW); the "
+                            f"model was trained on {'x'.join(map(str, spec.input_shape))}")
+        yield x, y
+        break
+    yield from it

@@ -33,7 +33,6 @@ import os
 import struct
 import zlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -42,16 +41,15 @@ import torch.nn as nn
 
 from ..binary import BinaryConv2d
 from ..errors import DataError
-from ..utils.io import _atomic_write  # the shared temp-file + fsync + os.replace writer
+from ..utils.io import atomic_write
+from .modelfile import DTYPES, MAGIC, PACKED_FORMAT, load_model, load_packed, read_packed  # noqa: F401
 from .spec import ModelSpec
 
+# read_packed / load_packed live in modelfile.py (the readers of every model format); they stay
+# importable from here, where the format is documented.
 __all__ = ["PACKED_FORMAT", "MAGIC", "PackedReport", "export_packed", "read_packed", "load_packed"]
 
-PACKED_FORMAT = "dcpnas-packed/1"
-MAGIC = b"DCPNASPK"
 _ALIGN_HEADER, _ALIGN_BLOB = 64, 8
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "uint8": torch.uint8}
 
 
 @dataclass
@@ -102,7 +100,7 @@ def _beta_names(model: nn.Module) -> set[str]:
 
 
 def _dtype_name(t: torch.Tensor) -> str:
-    for name, dt in _DTYPES.items():
+    for name, dt in DTYPES.items():
         if t.dtype == dt:
             return name
     raise DataError(f"cannot pack a tensor of dtype {t.dtype}")
@@ -122,9 +120,7 @@ def _sign_bits(t: torch.Tensor) -> bytes:
 
 def _source(source) -> tuple[nn.Module, ModelSpec, dict, Optional[int]]:
     if isinstance(source, (str, os.PathLike)):
-        from .evaluate import load_model
-
-        model, spec, payload = load_model(source)
+        model, spec, payload = load_model(source, purpose="export")
         return model, spec, dict(payload.get("metrics") or {}), os.path.getsize(source)
     model, spec = source
     return model, spec, {}, None
@@ -172,60 +168,6 @@ def export_packed(source, path: str | os.PathLike, *, metrics: Optional[dict] = 
         data_offset = end + (-end) % _ALIGN_HEADER
     prefix = MAGIC + struct.pack("<Q", len(raw_header)) + raw_header
     prefix += b"\0" * (data_offset - len(prefix))
-    _atomic_write(path, lambda f: (f.write(prefix), f.write(data)))
+    atomic_write(path, lambda f: (f.write(prefix), f.write(data)))
     return PackedReport(str(path), len(prefix) + len(data), sizes["fp32"], reference, sizes["n_bin"],
                         sizes["bin_fp32"], sizes["bin_packed"], sizes["beta"], sizes["real"])
-
-
-def read_packed(path: str | os.PathLike) -> tuple[ModelSpec, dict, dict]:
-    """(spec, state_dict, header) of a packed file; a foreign, truncated or corrupt file is a DataError."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"packed model not found: {path}") from None
-    except OSError as e:
-        raise DataError(f"cannot read packed model {path}: {e.strerror or e}") from None
-    if len(raw) < 16 or raw[:8] != MAGIC:
-        raise DataError(f"{path} is not a dcpnas packed model (bad magic)")
-    (hlen,) = struct.unpack("<Q", raw[8:16])
-    try:
-        header = json.loads(zlib.decompress(raw[16:16 + hlen]).decode())
-        start, size = int(header["data_offset"]), int(header["data_size"])
-        entries = header["tensors"]
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, zlib.error):
-        raise DataError(f"{path}: the packed model's header is truncated or corrupt") from None
-    if header.get("format") != PACKED_FORMAT:
-        raise DataError(f"{path}: unsupported packed format {header.get('format')!r} (expected {PACKED_FORMAT})")
-    data = raw[start:start + size]
-    if len(data) != size:
-        raise DataError(f"{path} is truncated ({len(raw)} bytes, expected {start + size})")
-    if hashlib.sha256(data).hexdigest() != header.get("data_sha256"):
-        raise DataError(f"{path} is corrupt (data checksum mismatch)")
-    state = {}
-    for e in entries:
-        blob = data[e["offset"]:e["offset"] + e["nbytes"]]
-        shape, n = tuple(e["shape"]), int(np.prod(e["shape"], dtype=np.int64))
-        if e["encoding"] == "sign-bits":
-            bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n, bitorder="big")
-            t = torch.from_numpy(bits.astype(np.float32) * 2.0 - 1.0).reshape(shape)
-            state[e["name"]] = t.to(_DTYPES[e["dtype"]])
-        elif e["dtype"] == "bfloat16":
-            state[e["name"]] = torch.from_numpy(np.frombuffer(blob, "<i2").copy()).view(torch.bfloat16).reshape(shape)
-        else:
-            np_dtype = np.dtype(torch.empty(0, dtype=_DTYPES[e["dtype"]]).numpy().dtype).newbyteorder("<")
-            state[e["name"]] = torch.from_numpy(np.frombuffer(blob, np_dtype).copy()).reshape(shape)
-    return ModelSpec.from_dict(header["spec"], str(path)), state, header
-
-
-def load_packed(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """The network stored in a packed file, in eval mode; it gives the same logits as the model it
-    was exported from (eval mode)."""
-    spec, state, _ = read_packed(path)
-    model = spec.build()
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise DataError(f"{path}: the tensors do not fit the stored model spec "
-                        f"({str(e).strip().splitlines()[-1].strip()})") from None
-    return model.to(device).eval()

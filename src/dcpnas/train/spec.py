@@ -7,6 +7,7 @@ can carry it in its JSON header.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
@@ -76,5 +77,46 @@ class ModelSpec:
             raise DataError(f"{source}: unknown model spec field(s) {', '.join(unknown)} "
                             f"(written by a newer dcpnas?)")
         kw = dict(data)
+        _check_types(kw, source)
         kw["mean"], kw["std"] = tuple(float(v) for v in kw["mean"]), tuple(float(v) for v in kw["std"])
         return cls(**kw)
+
+
+# The type and range of every field, checked before a network is built from a file's spec (a crafted
+# file must be one line of error, not a traceback from deep inside the network's constructor).
+_INTS = {"C": (1, 4096), "layers": (1, 256), "in_channels": (1, 64), "num_classes": (1, 1_000_000),
+         "image_size": (1, 65536)}
+def _choices() -> dict:
+    from ..space.macro import LAYOUTS
+    from ..space.primitives import SCOPES
+
+    return {"layout": tuple(LAYOUTS), "scope": tuple(SCOPES)}
+
+
+def _check_types(kw: dict, source: str) -> None:
+    def bad(key: str, want: str) -> DataError:
+        return DataError(f"{source}: model spec field {key!r} must be {want}, got {kw[key]!r:.60}")
+
+    if not isinstance(kw["genotype"], Mapping):
+        raise bad("genotype", "a table (a genotype in JSON form)")
+    for key, (lo, hi) in _INTS.items():
+        v = kw[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise bad(key, f"an integer in {lo}..{hi}")
+    for key, choices in _choices().items():
+        if kw[key] not in choices:
+            raise bad(key, " or ".join(choices))
+    for key in ("binary", "binary_weights"):
+        if key in kw and not isinstance(kw[key], bool):
+            raise bad(key, "true or false")
+    for key in ("dataset",) + (("size",) if kw.get("size") is not None else ()):
+        if not isinstance(kw[key], str):
+            raise bad(key, "a string")
+    for key in ("mean", "std"):
+        v = kw[key]
+        if (not isinstance(v, (list, tuple)) or len(v) != kw["in_channels"]
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                           for x in v)):
+            raise bad(key, f"a list of {kw['in_channels']} finite numbers (one per input channel)")
+    if not all(x > 0 for x in kw["std"]):
+        raise bad("std", "positive")

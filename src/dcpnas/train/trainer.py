@@ -26,15 +26,18 @@ import torch
 import torch.nn as nn
 
 from ..binary import binary_convs
-from ..config import flatten, save_config, to_dict
-from ..errors import ConfigError, DcpnasError, NonFiniteLossError
-from ..utils.distributed import (DistEnv, all_reduce_mean_, autocast_context, barrier, broadcast_,
-                                 init_distributed, seed_everything)
-from ..utils.io import atomic_write_text
+from ..config import save_config, to_dict
+from ..errors import ConfigError, DcpnasError, WriteError
+from ..utils.distributed import (DistEnv, all_reduce_mean_, autocast_context, barrier, init_distributed,
+                                 seed_everything, sync_batchnorm_stats)
+from ..utils.finite import check_finite_state, kept_checkpoint, non_finite_loss
+from ..utils.io import atomic_write_text, os_reason
 from ..utils.logging import JsonlLogger, console
 from ..utils.progress import Progress
+from ..utils.rundir import check_run_dir, claim_run_dir
+from ..utils.runstate import check_finite_config, check_resume_config, set_rng_state
 from .augment import cutout_
-from .checkpoint import CHECKPOINT, load_state, save_model, save_state, set_rng_state
+from .checkpoint import CHECKPOINT, load_state, save_model, save_state
 from .config import TrainConfig
 from .data import TrainData, build_data
 from .evaluate import evaluate
@@ -85,13 +88,7 @@ def model_spec(cfg: TrainConfig, data: TrainData) -> ModelSpec:
 
 # -- helpers -----------------------------------------------------------------------------------
 def _check_same_config(saved: dict, cfg: TrainConfig, path: Path) -> None:
-    now, before = flatten(to_dict(cfg)), flatten(saved)
-    for key in sorted(set(now) | set(before)):
-        if key in RESUMABLE_CHANGES:
-            continue
-        if now.get(key) != before.get(key):
-            raise ConfigError(f"cannot resume {path}: config key '{key}' was {before.get(key)!r}, now "
-                              f"{now.get(key)!r} (resume with the run's own settings, or start a new --out)")
+    check_resume_config(saved, cfg, runtime_keys=RESUMABLE_CHANGES, where=str(path))
 
 
 def _reseed(seed: int, rank: int, stage: int, epoch: int) -> None:
@@ -103,11 +100,6 @@ def _reseed(seed: int, rank: int, stage: int, epoch: int) -> None:
 def _cutout_generator(seed: int, rank: int, stage: int, epoch: int) -> torch.Generator:
     s = np.random.SeedSequence([seed, rank, stage, epoch, 1]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(s) & 0x7FFF_FFFF_FFFF_FFFF)
-
-
-def _sync_buffers(model: nn.Module) -> None:
-    """Rank 0's BatchNorm statistics everywhere (each rank updated them on its own shard)."""
-    broadcast_([b for b in model.buffers()])
 
 
 @contextlib.contextmanager
@@ -204,10 +196,8 @@ def _check_finite(ctx: _RunContext, stage: Stage, bad: torch.Tensor, epoch: int,
     all_reduce_mean_(flag)
     if flag.item() == 0.0:
         return
-    kept = (f"the last good checkpoint is {ctx.ckpt_path}" if ctx.ckpt_path.exists()
-            else "no epoch had finished, so there is no checkpoint")
-    raise NonFiniteLossError(f"non-finite loss in {ctx.role} {stage.name} epoch {epoch + 1} by step {step}; "
-                             f"{kept} (lower optim.lr or set optim.grad_clip)")
+    raise non_finite_loss("the loss", "non-finite", f"{ctx.role} {stage.name} epoch {epoch + 1} by step {step}",
+                          kept_checkpoint(ctx.ckpt_path), hint="lower optim.lr or set optim.grad_clip")
 
 
 # -- one step (stage) of the recipe ----------------------------------------------------------------
@@ -243,7 +233,7 @@ def _run_stage(ctx: _RunContext, stages: list[Stage], si: int, pos: _Position, s
         model.set_drop_path(cfg.model.drop_path * epoch / stage.epochs)
         lr_start = schedule.lr
         stats, pos.step = _train_epoch(ctx, stage, net, optimizer, schedule, epoch, offset + epoch, pos.step)
-        _sync_buffers(model)
+        sync_batchnorm_stats(model)
         last = epoch + 1 == stage.epochs
         test = {}
         if last or (epoch + 1) % cfg.eval_every == 0:
@@ -258,6 +248,10 @@ def _run_stage(ctx: _RunContext, stages: list[Stage], si: int, pos: _Position, s
                   "global_epoch": offset + epoch + 1, "step": pos.step, "lr": lr_start, **stats, **test,
                   "epoch_time": time.monotonic() - t0}
         pos.history.append(record)
+        # Every rank checks (the states are equal after the sync) so that all stop together.
+        check_finite_state({"model": model.state_dict(), "optimizer": optimizer.state_dict()},
+                           what=f"the checkpoint after {stage.name} epoch {epoch + 1}",
+                           kept=kept_checkpoint(ctx.ckpt_path), hint="lower optim.lr or set optim.grad_clip")
         if env.is_main:
             save_state(ctx.ckpt_path, spec=ctx.spec.replace(binary_weights=stage.binary_weights), model=model,
                        optimizer=optimizer, schedule=schedule, stage=si, epoch=epoch + 1, step=pos.step,
@@ -294,18 +288,28 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, dataset=None, env:
         torch.set_num_threads(threads)
 
 
+def _check_checkpoint(out: Path, resume: bool, strict: bool) -> None:
+    """Refuse to overwrite a run, and (``strict``) to resume one that is not there. The self-trained
+    teacher is not strict: it resumes its run when there is one and starts it otherwise."""
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise DcpnasError(f"{out} already holds a training run ({CHECKPOINT}); pass --resume to continue "
+                          f"it or choose another --out")
+    if resume and strict and not ckpt_path.exists():
+        raise DcpnasError(f"nothing to resume in {out}: {ckpt_path} does not exist (no epoch finished; "
+                          f"start the run without --resume)")
+
+
 def _open_run(cfg: TrainConfig, out: Path, resume: bool, env: DistEnv, role: str) -> Optional[dict]:
-    """The checkpoint to resume from (None for a new run); refuses to overwrite a run."""
+    """The checkpoint to resume from (None for a new run), once the directory is claimed; writes
+    config.json."""
+    _check_checkpoint(out, resume, role != "teacher")   # again, under the lock
     state = None
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists():
-        if not resume:
-            raise DcpnasError(f"{out} already holds a training run ({CHECKPOINT}); pass --resume to continue "
-                              f"it or choose another --out")
         state = load_state(ckpt_path)
         _check_same_config(state["config"], cfg, ckpt_path)
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    if env.is_main and state is None:  # a resumed run keeps the config.json it was started with
         save_config(cfg, out / "config.json", {"world_size": env.world_size, "role": role})
     return state
 
@@ -316,9 +320,9 @@ def _init_from(model: nn.Module, spec: ModelSpec, path: str, reset_beta: bool) -
     Starting binary weights from a step-1 model (real weights) is the switch of the two-step
     recipe run as a separate job (as the authors do): β ← mean|ŵ| then, when ``reset_beta``.
     """
-    from .evaluate import read_model_file
+    from .modelfile import read_model_file
 
-    other, state, _ = read_model_file(path)
+    other, state, _ = read_model_file(path, purpose="model.init_from")
     keys = ("genotype", "C", "layers", "layout", "scope", "binary", "in_channels", "num_classes")
     for key in keys:
         if getattr(other, key) != getattr(spec, key):
@@ -343,9 +347,13 @@ def _restore(state: Optional[dict], model: nn.Module, data: TrainData, out: Path
 
 
 def _train(cfg: TrainConfig, out: Path, *, resume: bool, dataset, env: Optional[DistEnv], role: str) -> TrainResult:
+    # Inputs first, reading only: nothing is written into ``out`` until they are known to be good.
+    check_finite_config(cfg)
     _genotype(cfg)  # a bad genotype fails before any data is loaded
+    strict = role != "teacher"
+    check_run_dir(out, "train", resume=resume and strict)
+    _check_checkpoint(out, resume, strict)
     env = env or init_distributed(cfg.device)
-    state = _open_run(cfg, out, resume, env, role)
     seed_everything(cfg.seed, cfg.deterministic)
     if dataset is None and cfg.data.dataset != "imagenet":
         from ..data import load_dataset
@@ -353,6 +361,20 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, dataset, env: Optional[
         dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download)
     data = build_data(cfg, env, dataset)
     spec = model_spec(cfg, data)
+    if cfg.model.init_from:
+        from .modelfile import read_model_file
+
+        read_model_file(cfg.model.init_from, purpose="model.init_from")   # readable, and a model file
+    with claim_run_dir(out, "train", resume=resume and strict, enabled=env.is_main):
+        try:
+            return _train_claimed(cfg, out, resume, dataset, env, role, data, spec)
+        except OSError as exc:  # a writer without its own WriteError (curves, summary helpers)
+            raise WriteError(exc.filename or out, os_reason(exc), kept_checkpoint(out / CHECKPOINT)) from None
+
+
+def _train_claimed(cfg: TrainConfig, out: Path, resume: bool, dataset, env: DistEnv, role: str,
+                   data: TrainData, spec: ModelSpec) -> TrainResult:
+    state = _open_run(cfg, out, resume, env, role)
     with _main_first(env, cfg.teacher.kind == "torchvision"):  # one download, then the cache
         teacher = build_teacher(cfg, spec, out, env.device, train_fn=train, dataset=dataset)
     teacher_metrics = None
