@@ -38,7 +38,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..search.api import search
+    from ..utils.rundir import check_run_dir
 
+    # Before the config is even resolved: resuming reads --out/config.json, which must be a search's.
+    check_run_dir(args.out, "search", resume=args.resume)
     overrides = list(args.overrides)
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")

@@ -10,15 +10,15 @@ plain containers are stored.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import DataError
+from ..utils.finite import check_finite_state, kept_checkpoint
 from ..utils.io import atomic_save, load_checkpoint
+from ..utils.runstate import rng_state, set_rng_state  # noqa: F401  (part of this module's API)
 
 __all__ = ["FORMAT", "checkpoint_path", "rng_state", "set_rng_state", "save_search_checkpoint",
            "load_search_checkpoint"]
@@ -28,31 +28,6 @@ FORMAT = "dcpnas-search-checkpoint/1"
 
 def checkpoint_path(out_dir: str | Path) -> Path:
     return Path(out_dir) / "ckpt" / "last.pt"
-
-
-def rng_state() -> dict:
-    """Python, NumPy, torch CPU (and CUDA) generator states, as tensors and plain values."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)}}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(_tuples(state["python"]))
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _tuples(x: Any) -> Any:
-    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 # -- packing: thousands of small state tensors -> one flat buffer per dtype -------------------------
@@ -131,16 +106,36 @@ def unpack_tensors(packed: dict, map_location="cpu") -> Any:
 
 def save_search_checkpoint(path: str | Path, *, epochs_done: int, method: str, method_state: dict,
                            history: list, elapsed_s: float, config: dict,
-                           data_state: dict | None = None) -> Path:
+                           data_state: dict | None = None, previous: str | Path | None = None) -> Path:
+    """Write the checkpoint atomically, after checking every tensor of ``method_state`` is finite
+    (weights, BN buffers, optimiser moments); ``previous``: the checkpoint a refusal names as kept."""
+    kept = kept_checkpoint(previous if previous is not None else path)
+    check_finite_state(method_state, what=f"the checkpoint after epoch {epochs_done}", kept=kept,
+                       hint="lower optim.w.lr / optim.a.lr")
     return atomic_save({"format": FORMAT, "epochs_done": int(epochs_done), "method": method,
                         "method_state": pack_tensors(method_state), "history": history,
                         "elapsed_s": float(elapsed_s), "rng": rng_state(), "config": config,
-                        "data": data_state or {}}, path)
+                        "data": data_state or {}}, path, kept=kept)
+
+
+_FIELDS = {"epochs_done": int, "method": str, "method_state": dict, "history": list, "elapsed_s": float,
+           "rng": dict, "config": dict}
 
 
 def load_search_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The checkpoint at ``path``, its fields type-checked and its tensors unpacked; anything else
+    (another format, a crafted or damaged file) is a one-line DataError."""
     state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DataError(f"{path} is not a dcpnas search checkpoint (format {FORMAT})")
-    state["method_state"] = unpack_tensors(state["method_state"], map_location)
+    for key, kind in _FIELDS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise DataError(f"{path}: the search checkpoint's {key!r} is missing or not a "
+                            f"{kind.__name__} (damaged or crafted file)")
+    try:
+        state["method_state"] = unpack_tensors(state["method_state"], map_location)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError):
+        raise DataError(f"{path}: the search checkpoint's tensors are damaged (offsets, shapes or "
+                        f"buffers do not fit)") from None
     return state

@@ -24,19 +24,21 @@ from typing import Optional
 
 
 from .. import __version__
-from ..config import flatten, save_config, to_dict
-from ..errors import ConfigError
+from ..config import save_config, to_dict
+from ..errors import ConfigError, WriteError
 from ..space import Genotype
-from ..utils.distributed import DistEnv, barrier, broadcast_, seed_everything
-from ..utils.io import atomic_write_json
+from ..utils.distributed import DistEnv, barrier, broadcast_, seed_everything, sync_batchnorm_stats
+from ..utils.finite import check_finite_state, kept_checkpoint
+from ..utils.io import atomic_write_json, os_reason
 from ..utils.logging import JsonlLogger, console
 from ..utils.progress import Progress
-from .checkpoint import (checkpoint_path, load_search_checkpoint, save_search_checkpoint,
-                         set_rng_state)
+from ..utils.rundir import check_run_dir, claim_run_dir
+from ..utils.runstate import check_finite_config, check_resume_config as _check_resume
+from .checkpoint import checkpoint_path, load_search_checkpoint, save_search_checkpoint, set_rng_state
 from .config import SearchConfig
 from .inputs import build_search_data
 from .methods import MethodContext, build_method
-from .phases import PhaseDriver, sync_buffers
+from .phases import PhaseDriver
 from .reporting import (alpha_entropy, alpha_weights, format_summary, plot_alphas, profile_summary,
                         tensorboard_writer)
 
@@ -57,15 +59,9 @@ class SearchResult:
     summary: dict = field(default_factory=dict)
 
 
-def check_resume_config(saved: dict, cfg: SearchConfig) -> None:
+def check_resume_config(saved: dict, cfg: SearchConfig, where: str = "the search") -> None:
     """A resumed run must compute the same thing: only RUNTIME_KEYS may differ from the saved run."""
-    now = flatten(to_dict(cfg))
-    for key, value in flatten(saved).items():
-        if key in RUNTIME_KEYS:
-            continue
-        if now.get(key, value) != value:
-            raise ConfigError(f"cannot resume: config key '{key}' is {now.get(key)!r} here but "
-                              f"{value!r} in the saved run")
+    _check_resume(saved, cfg, runtime_keys=RUNTIME_KEYS, where=where)
 
 
 def _scalars(tb, prefix: str, record: dict, step: int) -> None:
@@ -110,11 +106,25 @@ class SearchLoop:
 
     # -- the run ---------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> SearchResult:
+        """Run (or resume) the search. The run directory is checked first (reading only), the inputs
+        next (config, data, method), and only then claimed (marker, lock) and written to."""
+        check_finite_config(self.cfg)
+        check_run_dir(self.out, "search", resume=resume)
+        self._check_out_dir(resume, load=False)
+        seed_everything(self.cfg.seed, self.cfg.deterministic)
+        self.data = build_search_data(self.cfg, self.env)
+        self.method = build_method(MethodContext(self.cfg, self.data, self.env.device))
+        with claim_run_dir(self.out, "search", resume=resume, enabled=self.env.is_main):
+            try:
+                return self._run(resume)
+            except OSError as exc:  # a writer without its own WriteError (drawings, plots, events)
+                raise WriteError(exc.filename or self.out, os_reason(exc),
+                                 kept_checkpoint(self.ckpt)) from None
+
+    def _run(self, resume: bool) -> SearchResult:
         cfg, env, out = self.cfg, self.env, self.out
-        state = self._check_out_dir(resume)
-        seed_everything(cfg.seed, cfg.deterministic)
-        self.data = data = build_search_data(cfg, env)
-        self.method = method = build_method(MethodContext(cfg, data, env.device))
+        data, method = self.data, self.method
+        state = self._check_out_dir(resume)      # again, under the lock: another process may have won
         total = method.num_epochs()
         start, elapsed_before = self._restore(state) if state is not None else (0, 0.0)
         if state is None and env.is_main:
@@ -144,7 +154,7 @@ class SearchLoop:
         try:
             for epoch in range(start, total):
                 out_epoch = method.run_epoch(epoch, driver)
-                sync_buffers(*method.networks())
+                sync_batchnorm_stats(*method.networks())
                 broadcast_(method.sync_tensors())
                 elapsed = elapsed_before + time.perf_counter() - t0
                 rec = self._epoch_record(epoch, out_epoch, elapsed)
@@ -174,17 +184,18 @@ class SearchLoop:
         summary = self._finish(genotype, elapsed, total) if completed else {}
         return SearchResult(genotype, self.history, out, cfg, completed, summary)
 
-    def _check_out_dir(self, resume: bool) -> Optional[dict]:
-        """The checkpoint to resume from (None for a fresh run); refuses to mix runs."""
+    def _check_out_dir(self, resume: bool, load: bool = True) -> Optional[dict]:
+        """The checkpoint to resume from (None for a fresh run, or when not ``load``); refuses to mix
+        runs."""
         if resume and not self.ckpt.exists():
             raise ConfigError(f"nothing to resume in {self.out}: {self.ckpt} does not exist")
         if not resume and self.ckpt.exists():
             raise ConfigError(f"{self.out} already holds a search run; pass --resume to continue it or "
                               f"choose another --out")
-        if not resume:
+        if not resume or not load:
             return None
         state = load_search_checkpoint(self.ckpt, map_location=self.env.device)
-        check_resume_config(state["config"], self.cfg)
+        check_resume_config(state["config"], self.cfg, str(self.out))
         return state
 
     def _restore(self, state: dict) -> tuple[int, float]:
@@ -201,6 +212,10 @@ class SearchLoop:
     def _save(self, epochs_done: int, elapsed: float) -> None:
         """Checkpoint (rank 0 writes, everyone waits): last.pt, and epoch_NNN.pt if kept."""
         cfg = self.cfg
+        # Every rank checks (their states are equal), so that all stop together, before any waits.
+        method_state = self.method.state_dict()
+        check_finite_state(method_state, what=f"the checkpoint after epoch {epochs_done}",
+                           kept=kept_checkpoint(self.ckpt), hint="lower optim.w.lr / optim.a.lr")
         if self.env.is_main:
             paths = [self.ckpt]
             if cfg.keep_checkpoints:
@@ -210,8 +225,9 @@ class SearchLoop:
                           if hasattr(b, "state_dict")}
             for path in paths:
                 save_search_checkpoint(path, epochs_done=epochs_done, method=cfg.method,
-                                       method_state=self.method.state_dict(), history=self.history,
-                                       elapsed_s=elapsed, config=to_dict(cfg), data_state=data_state)
+                                       method_state=method_state, history=self.history,
+                                       elapsed_s=elapsed, config=to_dict(cfg), data_state=data_state,
+                                       previous=self.ckpt)
         barrier()
 
     def _finish(self, genotype: Genotype, elapsed: float, total: int) -> dict:
