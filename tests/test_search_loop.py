@@ -305,8 +305,13 @@ def test_random_search_resumes_mid_sample(tmp_path, small):
     assert summary["method"] == "random" and summary["genotype_darts"] == full.genotype.to_darts()
 
 
-def test_methods_are_all_registered():
-    from dcpnas.search.methods import METHOD_MODULES
+def test_methods_register_themselves():
+    from dcpnas.search.methods import REGISTRY, SearchMethod
+    from dcpnas.search.methods.dcpnas import DcpNas
 
-    assert set(METHOD_MODULES) == set(METHODS)
+    assert set(REGISTRY) == set(METHODS) == {"dcpnas", "cpnas", "cpnas-sample", "bnas", "darts", "random"}
+    assert REGISTRY["dcpnas"] is REGISTRY["cpnas"] is DcpNas
+    assert all(issubclass(cls, SearchMethod) for cls in REGISTRY.values())
+    with pytest.raises(ValueError, match="registered twice"):
+        SearchMethod.register("darts")(type("Other", (SearchMethod,), {}))
     assert isinstance(resolve_search_config(preset="quick"), SearchConfig)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,7 +17,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..space import PRIMITIVES
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write_bytes
 
 __all__ = ["alpha_entropy", "alpha_weights", "plot_alphas", "profile_summary", "format_summary",
            "tensorboard_writer"]
@@ -68,7 +69,9 @@ def plot_alphas(history: Sequence[dict], out_stem: str | Path) -> Optional[Path]
     axes[0].set_ylabel("Σ over edges of softmax(α)")
     axes[1].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return atomic_write(Path(out_stem).with_suffix(".png"), lambda f: fig.savefig(f, format="png", dpi=100))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return atomic_write_bytes(Path(out_stem).with_suffix(".png"), buf.getvalue())
 
 
 # -- the summary ----------------------------------------------------------------------------------------

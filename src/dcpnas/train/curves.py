@@ -6,11 +6,12 @@ line marks the start of step 2.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Sequence
 
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write_bytes
 
 __all__ = ["plot_curves"]
 
@@ -46,4 +47,6 @@ def plot_curves(records: Sequence[dict], out_stem: str | Path, title: str = "") 
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    return atomic_write(Path(out_stem).with_suffix(".png"), lambda f: fig.savefig(f, format="png", dpi=100))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return atomic_write_bytes(Path(out_stem).with_suffix(".png"), buf.getvalue())

@@ -1,24 +1,18 @@
-"""Search methods, one module each; ``build_method(name, ctx)`` picks one by ``cfg.method``."""
+"""Search methods, one module each. Each class registers itself under its ``--method`` names with
+``@SearchMethod.register(...)`` (timm's ``@register_model``); ``build_method(ctx)`` picks one by
+``cfg.method``."""
 
 from __future__ import annotations
 
-from .base import MethodContext, SearchMethod
+from .base import REGISTRY, MethodContext, SearchMethod
+# Loading the method modules registers them; this order is the order of METHODS.
+from . import dcpnas, cpnas_sample, bnas, darts, random_search  # noqa: E402,F401
 
-__all__ = ["MethodContext", "SearchMethod", "build_method", "METHOD_MODULES"]
+__all__ = ["METHODS", "REGISTRY", "MethodContext", "SearchMethod", "build_method"]
 
-#: method name -> (module, class)
-METHOD_MODULES = {
-    "dcpnas": ("dcpnas", "DcpNas"),
-    "cpnas": ("dcpnas", "DcpNas"),
-    "cpnas-sample": ("cpnas_sample", "CpNasSample"),
-    "bnas": ("bnas", "Bnas"),
-    "darts": ("darts", "Darts"),
-    "random": ("random_search", "RandomSearch"),
-}
+#: every registered method name
+METHODS: tuple[str, ...] = tuple(REGISTRY)
 
 
 def build_method(ctx: MethodContext) -> SearchMethod:
-    import importlib
-
-    module, cls = METHOD_MODULES[ctx.cfg.method]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(ctx)
+    return REGISTRY[ctx.cfg.method](ctx)

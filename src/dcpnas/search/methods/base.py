@@ -11,7 +11,12 @@ from ..config import SearchConfig
 from ..inputs import SearchData
 from ..phases import PhaseDriver
 
-__all__ = ["MethodContext", "SearchMethod"]
+__all__ = ["MethodContext", "SearchMethod", "REGISTRY"]
+
+#: method name (``cfg.method``, ``--method``) -> class; each method module fills it with
+#: ``@SearchMethod.register(name)`` as it loads (timm's ``@register_model``), and
+#: ``dcpnas.search.methods`` loads them all.
+REGISTRY: dict[str, type["SearchMethod"]] = {}
 
 
 @dataclass
@@ -29,6 +34,17 @@ class SearchMethod:
     """
 
     name = "?"
+
+    @staticmethod
+    def register(*names: str):
+        """Class decorator: the class runs the search methods ``names``."""
+        def add(cls: type["SearchMethod"]) -> type["SearchMethod"]:
+            for name in names:
+                if REGISTRY.get(name, cls) is not cls:
+                    raise ValueError(f"search method {name!r} is registered twice")
+                REGISTRY[name] = cls
+            return cls
+        return add
 
     def __init__(self, ctx: MethodContext):
         self.ctx = ctx

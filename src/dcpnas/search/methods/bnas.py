@@ -7,6 +7,7 @@ from __future__ import annotations
 from .single import SingleSupernetSearch
 
 
+@SingleSupernetSearch.register("bnas")
 class Bnas(SingleSupernetSearch):
     name = "bnas"
     kind = "child"

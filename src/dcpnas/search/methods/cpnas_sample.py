@@ -29,6 +29,7 @@ M = len(PRIMITIVES)
 STAGES = M - 1  # K = 8, 7, ..., 2 -> prune to 1
 
 
+@SearchMethod.register("cpnas-sample")
 class CpNasSample(SearchMethod):
     name = "cpnas-sample"
 

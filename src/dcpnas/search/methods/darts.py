@@ -6,6 +6,7 @@ from __future__ import annotations
 from .single import SingleSupernetSearch
 
 
+@SingleSupernetSearch.register("darts")
 class Darts(SingleSupernetSearch):
     name = "darts"
     kind = "parent"

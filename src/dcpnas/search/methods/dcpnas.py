@@ -16,6 +16,7 @@ from ..phases import (PhaseDriver, TangentMean, dcp_arch_step, distill_weight_st
 from .base import MethodContext, SearchMethod
 
 
+@SearchMethod.register("dcpnas", "cpnas")
 class DcpNas(SearchMethod):
     name = "dcpnas"
 

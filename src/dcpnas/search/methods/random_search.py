@@ -19,6 +19,7 @@ from .base import MethodContext, SearchMethod
 from .paths import genotype_paths, genotype_to_alphas, random_genotype
 
 
+@SearchMethod.register("random")
 class RandomSearch(SearchMethod):
     name = "random"
 
