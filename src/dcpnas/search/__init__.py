@@ -24,8 +24,16 @@ __all__ = [
     "RANK_SCOPES", "DecoupledOptimization",
 ]
 
-# The search loop, the baselines and the Python entry point.
-from .api import SearchResult, resolve_search_config, search  # noqa: E402
-from .config import METHODS, SearchConfig  # noqa: E402
+# The search loop, the baselines and the Python entry point load on first use: importing one math
+# module (dcpnas.search.objective, ...) runs this file, and must not pull in the whole loop.
+_LAZY = {"METHODS": ".methods", "SearchConfig": ".config", "SearchResult": ".api",
+         "resolve_search_config": ".api", "search": ".api"}
+__all__ += list(_LAZY)
 
-__all__ += ["METHODS", "SearchConfig", "SearchResult", "resolve_search_config", "search"]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,33 +37,8 @@ def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
-# -- G ------------------------------------------------------------------------------------------
-def child_parent_G_per_sample(child_logits: torch.Tensor, parent_logits: torch.Tensor,
-                              temperature: float = 1.0) -> torch.Tensor:
-    """Per-sample −KL(softmax(z_P/T) ‖ softmax(z_C/T)); a vector of length B.
-
-    The Parent logits are detached: they are a target, not a path for gradients.
-    """
-    if child_logits.shape != parent_logits.shape:
-        raise ValueError(f"child logits {tuple(child_logits.shape)} and parent logits "
-                         f"{tuple(parent_logits.shape)} differ in shape")
-    T = float(temperature)
-    log_q = F.log_softmax(_at_least_fp32(child_logits) / T, dim=1)
-    log_p = F.log_softmax(_at_least_fp32(parent_logits.detach()) / T, dim=1).to(log_q.dtype)
-    p = log_p.exp()
-    # Σ p (log q − log p); a p that underflows to 0 contributes 0 (no 0·(−inf)).
-    return -(p * (log_p - log_q)).sum(dim=1)
-
-
-def child_parent_G(child_logits: torch.Tensor, parent_logits: torch.Tensor,
-                   temperature: float = 1.0) -> torch.Tensor:
-    """G = −KL(softmax(z_P/T) ‖ softmax(z_C/T)), batch mean, Parent detached (method D.1).
-
-    G ≤ 0 and is maximised by the Child; up to the Parent's entropy (a constant for the Child)
-    −G is the soft-target cross-entropy −Σ p log p̂. No T² factor is applied (at T = 1, the
-    default, it makes no difference; the Hessians in ``curvature`` assume this definition).
-    """
-    return child_parent_G_per_sample(child_logits, parent_logits, temperature).mean()
+# -- G: shared with the final training, so it lives below both (docs/METHOD.md#decision-g) --------
+from ..losses import child_parent_G, child_parent_G_per_sample  # noqa: E402,F401  (re-exported)
 
 
 def child_objective_per_sample(child_logits: torch.Tensor, parent_logits: torch.Tensor, *,
