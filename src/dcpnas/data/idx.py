@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dcpnas.errors import DataError
+from dcpnas.utils.bounded import regular_file
 
 # IDX type byte -> big-endian numpy dtype (from the format description on yann.lecun.com/exdb/mnist).
 _DTYPES = {
@@ -24,14 +25,22 @@ _DTYPES = {
 _CODES = {dt.newbyteorder("="): code for code, dt in _DTYPES.items()}
 
 
+#: Bound on an IDX payload (Fashion-MNIST's train images are 47 MB); a gzip bomb must not fill the memory.
+MAX_BYTES = 4 << 30
+
+
 def _read_bytes(path: Path) -> bytes:
     # Decide by magic bytes rather than the suffix: a renamed file still reads.
+    regular_file(path, what="IDX file", limit=MAX_BYTES)
     try:
         with open(path, "rb") as f:
             head = f.read(2)
         if head == b"\x1f\x8b":
             with gzip.open(path, "rb") as f:
-                return f.read()
+                data = f.read(MAX_BYTES + 1)
+            if len(data) > MAX_BYTES:
+                raise DataError(f"IDX file {path} decompresses to more than {MAX_BYTES >> 30} GiB")
+            return data
         return path.read_bytes()
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"corrupt or truncated gzip file {path}: {e}") from None

@@ -11,13 +11,23 @@ import torch
 
 from dcpnas.data.base import ImageDataset
 from dcpnas.errors import DataError
+from dcpnas.utils.bounded import regular_file
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 _CHANNELS = (1, 3)
+#: More classes than any image benchmark has (ImageNet-21k: 21,841); a label of 10⁹ must not build 10⁹
+#: class names.
+MAX_CLASSES = 100_000
+#: Bound on the decompressed size of all arrays together (a zip bomb must not fill the memory).
+MAX_BYTES = 64 << 30
 
 
 def _layout(shape: tuple[int, ...], path: Path, key: str) -> str:
     """Which of the accepted layouts ``shape`` is: 'NHW', 'NCHW' or 'NHWC'."""
+    if len(shape) in (3, 4) and shape[0] == 0:
+        raise DataError(f"{path}: {key!r} holds no images (shape {shape})")
+    if len(shape) in (3, 4) and 0 in shape:
+        raise DataError(f"{path}: {key!r} has shape {shape}: images must be at least 1x1")
     if len(shape) == 3:
         return "NHW"
     if len(shape) != 4:
@@ -61,12 +71,29 @@ def _labels(y: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
         raise DataError(f"{path}: {key!r} has {len(y)} labels but the images have {n}")
     if y.size and y.min() < 0:
         raise DataError(f"{path}: {key!r} has negative label {y.min()}")
+    if y.size and y.max() >= MAX_CLASSES:
+        raise DataError(f"{path}: {key!r} has label {y.max()}; labels are class indices 0..K-1 with at most "
+                        f"{MAX_CLASSES} classes")
     return y.astype(np.int64)
 
 
-def _open(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
+def _check_file(path: Path) -> None:
+    """A regular file (not a FIFO or device) whose arrays decompress to at most MAX_BYTES."""
+    if not path.exists():
         raise DataError(f"npz dataset {path} does not exist")
+    regular_file(path, what="npz dataset")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        raise DataError(f"cannot read npz dataset {path}: {e}") from None
+    if total > MAX_BYTES:
+        raise DataError(f"npz dataset {path} holds {total / (1 << 30):.1f} GiB of arrays; at most "
+                        f"{MAX_BYTES >> 30} GiB")
+
+
+def _open(path: Path) -> dict[str, np.ndarray]:
+    _check_file(path)
     try:
         # allow_pickle=False: an .npz from elsewhere must not be able to run code.
         with np.load(path, allow_pickle=False) as z:
@@ -74,7 +101,10 @@ def _open(path: Path) -> dict[str, np.ndarray]:
             if missing:
                 raise DataError(f"{path}: missing key {missing[0]!r} (has {', '.join(z.files) or 'none'}; needs "
                                 f"{', '.join(REQUIRED)})")
-            return {k: z[k] for k in z.files}
+            out = {k: z[k] for k in z.files}
+            if "classes" in out and out["classes"].size > MAX_CLASSES:
+                raise DataError(f"{path}: 'classes' names {out['classes'].size} classes; at most {MAX_CLASSES}")
+            return out
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
@@ -107,8 +137,7 @@ def load_npz(path: str | os.PathLike, name: str | None = None) -> ImageDataset:
 def npz_info(path: str | os.PathLike) -> tuple[int, int, int]:
     """(channels, image size, num_classes) from the array headers and labels, without decoding the images."""
     path = Path(os.path.expanduser(str(path)))
-    if not path.is_file():
-        raise DataError(f"npz dataset {path} does not exist")
+    _check_file(path)
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
@@ -121,8 +150,13 @@ def npz_info(path: str | os.PathLike) -> tuple[int, int, int]:
                                else np.lib.format.read_array_header_2_0)
                 shape, _, _ = read_header(f)
         with np.load(path, allow_pickle=False) as z:
-            n_classes = 1 + max(int(z[k].max()) for k in ("y_train", "y_test") if z[k].size)
+            labels = [_labels(z[k], len(z[k]), path, k) for k in ("y_train", "y_test")]
+            if not labels[0].size:
+                raise DataError(f"{path}: 'y_train' holds no labels")
+            n_classes = 1 + max(int(y.max()) for y in labels if y.size)
             if "classes" in z.files:
+                if z["classes"].size > MAX_CLASSES:
+                    raise DataError(f"{path}: 'classes' names {z['classes'].size} classes; at most {MAX_CLASSES}")
                 n_classes = max(n_classes, z["classes"].size)
     except DataError:
         raise

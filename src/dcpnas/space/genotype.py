@@ -21,11 +21,16 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import GenotypeError
+from ..utils.bounded import read_text
 from .cell import STEPS
 from .primitives import NONE_INDEX, PRIMITIVES
 
 FORMAT = "dcpnas-genotype/1"
 CELL_TYPES = ("normal", "reduce")
+#: A genotype file (JSON, or a run summary that embeds one) is far smaller than this.
+FILE_LIMIT = 4 << 20
+#: Longest gene or concat list read before validation (a cell has 2·STEPS genes, STEPS concat nodes).
+MAX_LIST = 64
 
 
 @dataclass(frozen=True)
@@ -128,18 +133,32 @@ def from_dict(data: dict, source: str = "genotype") -> Genotype:
     if unknown:
         raise GenotypeError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
     try:
-        return Genotype(_flatten(data["normal"], source), data.get("normal_concat", range(2, 6)),
-                        _flatten(data["reduce"], source), data.get("reduce_concat", range(2, 6)))
+        return Genotype(_flatten(data["normal"], source), _concat(data, "normal_concat", source),
+                        _flatten(data["reduce"], source), _concat(data, "reduce_concat", source))
     except GenotypeError as e:
+        if str(e).startswith(f"{source}: "):   # already names the source
+            raise
         raise GenotypeError(f"{source}: {e}") from None
     except (TypeError, ValueError) as e:
         raise GenotypeError(f"{source}: malformed genes ({e})") from None
+
+
+def _concat(data: dict, key: str, source: str) -> list[int]:
+    """The node list ``key`` (default: every intermediate node), which must be a list of integers:
+    a string, booleans or floats are refused rather than coerced."""
+    value = data.get(key, list(range(2, STEPS + 2)))
+    if (not isinstance(value, (list, tuple)) or len(value) > MAX_LIST
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise GenotypeError(f"{source}: {key} must be a list of node indices (integers), got {value!r:.60}")
+    return list(value)
 
 
 def _flatten(genes, source: str):
     """Accept flat [(op, i), ...] or nested [[(op, i), (op, j)], ...] gene lists."""
     if not isinstance(genes, (list, tuple)):
         raise GenotypeError(f"{source}: genes must be a list, got {type(genes).__name__}")
+    if len(genes) > MAX_LIST:
+        raise GenotypeError(f"{source}: {len(genes)} genes; a cell has {2 * STEPS}")
     flat = []
     for g in genes:
         if (isinstance(g, (list, tuple)) and len(g) == 2 and isinstance(g[0], str)):
@@ -175,10 +194,20 @@ def parse_genotype_string(text: str, source: str = "genotype") -> Genotype:
 
 
 def _literal(node, source):
-    # range(2, 6) appears in the DARTS family's files for the concat lists.
+    # range(2, 6) appears in the DARTS family's files for the concat lists. Its arguments must be
+    # integers and its length small: range(0, 10**9) must not become a 10⁹-element list.
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
             and not node.keywords):
-        return list(range(*[_literal(a, source) for a in node.args]))
+        args = [_literal(a, source) for a in node.args]
+        if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+            raise GenotypeError(f"{source}: range() takes 1 to 3 integers, got {ast.unparse(node)[:60]}")
+        if len(args) == 3 and args[2] == 0:
+            raise GenotypeError(f"{source}: range() step must not be zero")
+        r = range(*args)
+        if len(r) > MAX_LIST:
+            raise GenotypeError(f"{source}: {ast.unparse(node)[:60]} has {len(r)} elements; a concat "
+                                f"list has at most {STEPS}")
+        return list(r)
     try:
         return ast.literal_eval(node)
     except ValueError:
@@ -201,10 +230,8 @@ def load_genotype(spec) -> Genotype:
     if not path.exists():
         names = ", ".join(NAMED_GENOTYPES)
         raise GenotypeError(f"genotype {spec!r} is neither a file nor a known name ({names})")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise GenotypeError(f"{path}: cannot read genotype file ({e.__class__.__name__})") from None
+    # Bounded, regular files only: /dev/zero or a FIFO must not hang or fill the memory.
+    text = read_text(path, what="genotype file", limit=FILE_LIMIT, error=GenotypeError)
     if "Genotype(" in text:
         return parse_genotype_string(text, str(path))
     try:
