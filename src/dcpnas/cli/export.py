@@ -24,9 +24,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import json
 
-    from ..train.evaluate import load_model
     from ..train.export import export_packed
+    from ..train.modelfile import load_model
+    from ..utils.io import check_output_file
 
+    # Both outputs are checked before the model is read: a bad --onnx must not come after the .dcpnas.
+    check_output_file(args.out)
+    if args.onnx:
+        check_output_file(args.onnx)
     report = export_packed(args.checkpoint, args.out)
     result = report.to_dict()
     if args.onnx:

@@ -5,8 +5,8 @@ which adds a parser called ``name``, and ``run(args) -> int``. Only the module o
 imported (subcommands pull in torch; ``dcpnas --version`` and ``--help`` should not). Subcommands whose
 module does not exist are simply not offered.
 
-Exit codes: 0 success, 2 user error (a :class:`~dcpnas.errors.DcpnasError` or a bad option, one line on
-stderr), 130 interrupted. Other exceptions are bugs and keep their traceback.
+Exit codes: 0 success, 2 user error (a :class:`~dcpnas.errors.DcpnasError`, a bad option, or an OSError of
+the environment such as a full disk: one line on stderr), 130 interrupted. Other exceptions are bugs and keep their traceback.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = ["SUBCOMMANDS", "main", "build_parser", "available_subcommands"]
 
 PROG = "dcpnas"
 #: Planned subcommands, in help order; each is the module ``dcpnas.cli.<name>``.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "search", "train", "eval", "export", "profile", "genotype")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "search", "study", "train", "eval", "export", "profile", "genotype")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,3 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # at devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # The environment, not a bug: a path that cannot be read or written (permission, no space, not
+        # a directory) that no module turned into a DcpnasError. One line naming the file and why.
+        if debug:
+            traceback.print_exc()
+        from ..utils.io import os_reason
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG}: error: {where}{os_reason(exc)}", file=sys.stderr)
+        return 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from ..binary import BinaryConv2d
 from ..errors import DcpnasError
+from ..utils.io import atomic_write_bytes, check_output_file
 
 __all__ = ["FoldedBinaryConv2d", "fold_for_inference", "export_onnx"]
 
@@ -76,8 +78,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape, *, opset
     """
     if exporter not in ("torchscript", "dynamo"):
         raise ValueError(f"exporter must be 'torchscript' or 'dynamo', got {exporter!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output_file(path)
     folded = fold_for_inference(model).cpu().float()
     example = (torch.zeros((2, *input_shape)),)
     names = dict(input_names=["images"], output_names=["logits"], opset_version=opset)
@@ -92,12 +93,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape, *, opset
 
     order = [torchscript, dynamo] if exporter == "torchscript" else [dynamo, torchscript]
     missing = []
-    with warnings.catch_warnings():
+    target = path
+    # torch writes the graph itself; it goes to a scratch folder first and then, atomically and with a
+    # one-line error on failure, to ``target`` (never a half-written .onnx).
+    with tempfile.TemporaryDirectory(prefix="dcpnas-onnx-") as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        path = Path(scratch) / "model.onnx"
         for attempt in order:
             try:
                 attempt()
-                return path
+                atomic_write_bytes(target, path.read_bytes())
+                return target
             except ImportError as e:  # this exporter needs a package that is not installed
                 missing.append(_missing_package(e) or "onnxscript")
     raise DcpnasError(f"ONNX export needs the {' and '.join(sorted(set(missing)))} package(s): "

@@ -29,7 +29,7 @@ from ..errors import DataError, WriteError
 #: Ending of the temp files of :func:`atomic_write` (``.<name>.<pid>.<random>.tmp``).
 TEMP_SUFFIX = ".tmp"
 
-__all__ = ["atomic_write", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint", "to_jsonable"]
+__all__ = ["atomic_write", "check_output_file", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint", "to_jsonable"]
 
 
 def os_reason(exc: BaseException) -> str:
@@ -106,6 +106,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], *, k
                 raise WriteError(path, reason, keep) from None
         raise
     _fsync_dir(path.parent)
+    return path
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Raise :class:`~dcpnas.errors.WriteError` when ``path`` cannot be a file to write (empty name, an
+    existing directory, a parent that is a file): checked before expensive work, so that the failure
+    comes first and nothing is half done. Permissions and space are found out by the write itself."""
+    if not os.fspath(path).strip():
+        raise WriteError("''", "no file name given", "nothing was written")
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(path, "it is a directory", "nothing was written")
+    parent = path.parent.absolute()
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WriteError(path, f"{parent} is not a directory", "nothing was written")
     return path
 
 
