@@ -74,3 +74,13 @@ def test_the_detection_example_learns():
     spec.loader.exec_module(example)
     first, last = example.main("DDPNAS_MCN_2", steps=8, batch=8, C=4, layers=3, quiet=True)
     assert last < 0.7 * first
+
+
+def test_the_readme_backbone_snippet_prints_what_it_says(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Backbone", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md#backbone", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    promised = [line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(")]
+    assert printed == promised
