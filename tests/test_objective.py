@@ -98,7 +98,8 @@ def test_child_weight_objective_value(nets, batch):
 
 def test_child_weight_objective_gradient_of_reconstruction_term(nets, batch):
     """With the Parent's logits equal to the Child's, ∂G/∂z = 0, so the weight gradient is
-    μ∂L_R alone: 2μ(ŵ − β∘b) for ŵ and −2μ Σ(ŵ − β∘b)∘b per output channel for β (D.7)."""
+    μ∂L_R alone: 2μ(ŵ − β∘b) for ŵ and −2μ Σ(ŵ − β∘b)∘b per output channel for β (Eq. 4.34,
+    docs/METHOD.md#eq-4-34)."""
     _, child = nets
     x, _ = batch
     zc = child(x)

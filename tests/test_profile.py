@@ -127,7 +127,7 @@ def test_profile_genotype_inputs_and_errors():
 
 def test_cli_dcpnas_l_imagenet(capsys):
     # The authors' DCP-NAS-L: ≈12.4 M binarized conv weights, ≈2.14 M real params of which the
-    # FC holds 1000·1728 + 1000 = 1 729 000 (method §7.5).
+    # FC holds 1000·1728 + 1000 = 1 729 000 (docs/METHOD.md#decision-training).
     assert main(["profile", "--genotype", "DDPNAS_MCN_2", "--size", "L", "--dataset", "imagenet",
                  "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -15,7 +15,7 @@ class BinaryConv2d(nn.Conv2d):
     ``weight`` holds the latent real weights ŵ; ``beta`` is a learnable per-output-channel scale,
     initialised to mean|ŵ| of its channel (the XNOR-Net optimum for a fixed ŵ).
 
-    Two runtime switches serve the two-step training recipe (section 7.4): ``binary_weights=False``
+    Two runtime switches serve the two-step recipe (docs/METHOD.md#decision-training): ``binary_weights=False``
     convolves with the real ŵ (step 1: binary activations, real weights); ``binary_activations``
     decides whether the input is binarised (the *binarisation scope* picks it per conv).
     """

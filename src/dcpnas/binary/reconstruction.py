@@ -12,7 +12,7 @@ from .quantizers import hard_sign
 def reconstruction_loss(module: nn.Module, reduction: str = "sum") -> torch.Tensor:
     """L_R summed over every BinaryConv2d of ``module``.
 
-    b_ŵ = sign(ŵ) is treated as a constant (method section D.7), so
+    b_ŵ = sign(ŵ) is treated as a constant (Eq. 4.34, docs/METHOD.md#eq-4-34), so
     ∂L_R/∂ŵ = 2(ŵ − β∘b_ŵ) and ∂L_R/∂β = −2 Σ (ŵ − β∘b_ŵ)∘b_ŵ per output channel.
     ``reduction="mean"`` averages each layer's error over its weights before summing over layers,
     which keeps the term's scale independent of the network width.

@@ -1,6 +1,6 @@
 """Cost accounting of a network built from dcpnas ops: parameters, memory (MBits), FLOPs, BOPs, OPs.
 
-Conventions (Bi-Real Net / ReActNet; method section D.12):
+Conventions (Bi-Real Net / ReActNet; docs/METHOD.md#decision-cost):
 
 * **FLOPs** are the real-valued multiply-accumulates (MACs) of convolution and linear layers; one MAC
   counts as one FLOP. BatchNorm, PReLU, pooling, additions, bias terms and the per-channel β scaling

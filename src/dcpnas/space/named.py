@@ -23,7 +23,8 @@ DARTS_V2 = Genotype(
             ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
     reduce_concat=_CONCAT)
 
-# DCP-NAS-L, as searched by the authors (utils/genotypes_m.py of their repository; method §7.5).
+# DCP-NAS-L, as searched by the authors (utils/genotypes_m.py of their repository;
+# docs/METHOD.md#decision-training).
 DDPNAS_MCN_2 = Genotype(
     normal=[("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("dil_conv_3x3", 2), ("skip_connect", 0),
             ("sep_conv_3x3", 3), ("avg_pool_3x3", 1), ("dil_conv_3x3", 4), ("avg_pool_3x3", 3)],

@@ -1,4 +1,6 @@
-"""Candidate operations, real-valued (DARTS layout) and 1-bit (the authors' layout, section 7.4).
+"""Candidate operations, real-valued (DARTS layout) and 1-bit (the authors' layout).
+
+The 1-bit layout and which convs binarise their inputs: docs/METHOD.md#decision-scope.
 
 Real ops follow DARTS: ReLU → conv → BN. 1-bit ops follow the official DCP-NAS model: BN → binary
 conv → BN → PReLU, with an identity shortcut around stride-1 separable/dilated blocks, because a

@@ -1,4 +1,4 @@
-"""The 8 candidate operations (book section 4.4, Fig. 4.13) and the op factory.
+"""The 8 candidate operations (book §4.4, Fig. 4.13; docs/METHOD.md#eq-4-28) and the op factory.
 
 ``none`` is last, as in the authors' code, so the genotype parser can drop it by slicing.
 """
@@ -33,7 +33,7 @@ class OpStyle:
     """How ops are built.
 
     binary: 1-bit ops (the Child) or real-valued DARTS ops (the Parent / real networks).
-    scope: which convs of a 1-bit op binarise their input activations (method section 7.4):
+    scope: which convs of a 1-bit op binarise their input activations (docs/METHOD.md#decision-scope):
       ``official`` — only the 1×1 pointwise convs of separable/dilated ops (the authors' model);
       ``book`` — every conv of the separable/dilated ops (depthwise too).
       Preprocessing and factorised-reduce convs keep real activations in both scopes; stem and

@@ -6,7 +6,7 @@ The top level holds the schedule (two-step recipe, epochs) and the runtime (seed
 
 ``data.batch_size`` is the **global** batch (split over torchrun processes) and ``optim.lr`` is the
 learning rate at ``optim.lr_batch``: the rate in effect is ``lr · batch_size / lr_batch`` (the
-authors' rule, method section 7.5: 1e-3 at 512).
+authors' rule, docs/METHOD.md#decision-training: 1e-3 at 512).
 """
 
 from __future__ import annotations

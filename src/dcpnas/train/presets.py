@@ -5,10 +5,10 @@
 * ``fashion-mnist``: full Fashion-MNIST within an hour on 2 CPU cores (see its docstring).
 * ``cifar10`` (= ``cifar10-S``) and ``cifar10-{XS,S,M,L}``: GPU runs, the authors' two-step recipe
   with a self-trained real-valued teacher of the same genotype.
-* ``imagenet`` (= ``imagenet-L``) and ``imagenet-{XS,S,M,L}``: the authors' recipe (method section
-  7.5): C 108, 10 cells (L), 256 + 256 epochs, AdamW 1e-3 at batch 512 with cosine to 1e-5, weight
+* ``imagenet`` (= ``imagenet-L``) and ``imagenet-{XS,S,M,L}``: the authors' recipe
+  (docs/METHOD.md#decision-training): C 108, 10 cells (L), 256 + 256 epochs, AdamW 1e-3 at batch 512 with cosine to 1e-5, weight
   decay 1e-5 then 0, distillation from torchvision's pretrained ResNet-34 only (T = 1). The
-  authors' weight binariser adds 1e-4·(ŵ − β∘sign ŵ) to the gradient of ŵ (section 7.4), which is
+  authors' weight binariser adds 1e-4·(ŵ − β∘sign ŵ) to the gradient of ŵ (same anchor), which is
   the gradient of 5e-5·L_R: ``loss.reconstruction_weight = 5e-5`` (step 2). Not reproduced: the
   Lighting(0.1) augmentation (the data module's ImageNet transform has none).
 """
@@ -63,7 +63,7 @@ def cifar10(size: str = "S") -> TrainConfig:
 
 
 def imagenet(size: str = "L") -> TrainConfig:
-    """The authors' DCP-NAS-L recipe (method section 7.5); multi-GPU under torchrun."""
+    """The authors' DCP-NAS-L recipe (docs/METHOD.md#decision-training); multi-GPU under torchrun."""
     return TrainConfig(
         model=ModelConfig(size=size, layout="imagenet"),
         data=DataConfig(dataset="imagenet", data_dir="data/imagenet", batch_size=512, augment=True,

@@ -1,4 +1,4 @@
-"""The steps of a final-training run and the switch between them (method section 7.4).
+"""The steps of a final-training run and the switch between them (docs/METHOD.md#decision-training).
 
 * 1-bit, ``two_step`` (default): **step 1** binary activations with real weights (every
   ``BinaryConv2d`` convolves with ŵ; β takes no part and is frozen), weight decay
