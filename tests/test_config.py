@@ -319,3 +319,27 @@ def test_schema_module_exposes_the_whole_api():
 
     assert schema.resolve_config is resolve_config and schema.register_preset is register_preset
     assert schema.load_config_file is load_config_file
+
+
+def test_a_bad_choice_names_the_close_match():
+    with pytest.raises(ConfigError, match=r"^config key 'optim.schedule': expected one of 'cosine', 'step', "
+                                          r"'none', got 'cosin' \(did you mean 'cosine'\?\)$"):
+        from_dict(RunConfig, {"optim": {"schedule": "cosin"}})
+    with pytest.raises(ConfigError) as exc:
+        apply_overrides(RunConfig(), ["optim.schedule=linear"])
+    assert "did you mean" not in str(exc.value)  # nothing close: no guess
+
+
+def test_train_choices_come_from_the_constants_that_define_them():
+    import typing
+
+    from dcpnas.space.macro import LAYOUTS
+    from dcpnas.space.network import SIZES
+    from dcpnas.space.primitives import SCOPES
+    from dcpnas.train.config import TEACHER_KINDS, ModelConfig, TeacherConfig
+
+    model, teacher = typing.get_type_hints(ModelConfig), typing.get_type_hints(TeacherConfig)
+    assert typing.get_args(model["size"]) == tuple(SIZES)
+    assert typing.get_args(model["scope"]) == SCOPES
+    assert typing.get_args(model["layout"]) == ("auto",) + LAYOUTS
+    assert typing.get_args(teacher["kind"]) == TEACHER_KINDS

@@ -15,16 +15,21 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from ..errors import ConfigError
+from ..space.macro import LAYOUTS
+from ..space.network import SIZES
+from ..space.primitives import SCOPES
 
 __all__ = ["ModelConfig", "DataConfig", "OptimConfig", "LossConfig", "TeacherConfig", "TrainConfig",
            "TEACHER_KINDS"]
 
 TEACHER_KINDS = ("none", "checkpoint", "self", "torchvision")
 
-
-def _choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+# Choices are Literal types built from the constants that define them (config/schema.py checks
+# them, with close matches in the message).
+Size = Literal[tuple(SIZES)]
+Scope = Literal[SCOPES]
+Layout = Literal[("auto",) + LAYOUTS]   # auto: imagenet for ImageNet, else cifar
+TeacherKind = Literal[TEACHER_KINDS]
 
 
 def _nonneg(name: str, value, *, positive: bool = False) -> None:
@@ -37,19 +42,16 @@ class ModelConfig:
     """The network derived from a genotype (``dcpnas.space.network.build_network``)."""
 
     genotype: Optional[str] = None     # name, file or 'Genotype(...)' string (the CLI's --genotype)
-    size: str = "XS"                   # XS | S | M | L (C and layers below override it)
+    size: Size = "XS"                  # C and layers below override it
     C: Optional[int] = None
     layers: Optional[int] = None
     binary: bool = True                # 1-bit weights and activations; false: real-valued network
-    scope: Literal["official", "book"] = "official"  # binarisation scope of the 1-bit ops
-    layout: Literal["auto", "cifar", "imagenet"] = "auto"  # auto: imagenet for ImageNet, else cifar
+    scope: Scope = "official"          # binarisation scope of the 1-bit ops
+    layout: Layout = "auto"
     drop_path: float = 0.0             # final drop-path probability (ramped linearly over a step)
     init_from: Optional[str] = None    # start from a model file's weights (e.g. a run's step1.pt)
 
     def validate(self) -> None:
-        from ..space.network import SIZES
-
-        _choice("size", self.size, tuple(SIZES))
         if self.C is not None and (self.C < 2 or self.C % 2):
             raise ConfigError(f"C must be an even number >= 2, got {self.C}")
         if self.layers is not None and self.layers < 1:
@@ -143,10 +145,10 @@ class TeacherConfig:
       weights come from the torch hub cache or are downloaded with a ``download_timeout``.
     """
 
-    kind: Literal["none", "checkpoint", "self", "torchvision"] = "none"
+    kind: TeacherKind = "none"
     checkpoint: Optional[str] = None
     arch: str = "resnet34"
-    size: Optional[str] = None         # self: None = the student's size
+    size: Optional[Size] = None        # self: None = the student's size
     C: Optional[int] = None
     layers: Optional[int] = None
     epochs: int = 10                   # self
@@ -157,10 +159,6 @@ class TeacherConfig:
     def validate(self) -> None:
         if self.kind == "checkpoint" and not self.checkpoint:
             raise ConfigError("kind=checkpoint needs teacher.checkpoint (a model.pt of a real-valued run)")
-        if self.size is not None:
-            from ..space.network import SIZES
-
-            _choice("size", self.size, tuple(SIZES))
         _nonneg("epochs", self.epochs, positive=True)
         _nonneg("weight_decay", self.weight_decay)
         _nonneg("download_timeout", self.download_timeout, positive=True)
