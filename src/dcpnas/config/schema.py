@@ -86,7 +86,7 @@ def _bad(key: str, value: Any, tp: Any) -> ConfigError:
     hint = ""
     choices = [a for a in typing.get_args(tp) if isinstance(a, str)] if typing.get_origin(tp) is typing.Literal else []
     if isinstance(value, str) and choices:
-        close = difflib.get_close_matches(value, choices, n=2, cutoff=0.5)
+        close = difflib.get_close_matches(value, choices, n=2, cutoff=0.6)
         hint = " (did you mean " + " or ".join(repr(c) for c in close) + "?)" if close else ""
     return ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {_short(value)}{hint}")
 
