@@ -9,6 +9,14 @@ after construction, children before parents.
 Supported annotations: ``int``, ``float``, ``bool``, ``str``, ``pathlib.Path``, ``Any``, enums,
 ``Optional[...]`` / ``X | None`` and other unions, ``Literal[...]``, ``tuple[T, ...]``, ``tuple[A, B]``,
 ``list[T]``, ``dict[str, T]`` and nested dataclasses (also inside the containers).
+
+Why not a library (measured against this module's tests): on OmegaConf 2.4 structured configs the same
+API took 143 lines instead of these ~480, but 22 of the 42 config tests failed, and not only on
+wording: a str field silently took 3, 100.0 was refused for an int, and tuple errors lost their key
+("Value '$VALUE' of type '$VALUE_TYPE' could not be converted to Float", "TupleConfig length 3 does
+not match type hint length 2"). pydantic 2.14 (TypeAdapter over these dataclasses) took ``true`` for
+an int and names no close match for a mistyped key. Winning the one-line messages back costs about
+the lines saved, and either brings 3-4 more dependencies.
 """
 
 from __future__ import annotations
