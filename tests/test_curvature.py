@@ -16,9 +16,10 @@ import torch.nn as nn
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
-import dcpnas.search.child_gradient as child_gradient_module
+from dcpnas.search.curvature import (CURVATURES, GGN, ChildGraph, Exact, Fisher,
+                                    curvature_from_config, make_curvature)
 from dcpnas.search import (child_arch_gradient, child_objective_per_sample,
-                           consistent_derivatives, curvature_product, discrepancy,
+                           consistent_derivatives, discrepancy,
                            discrepancy_direction, exact_hvp, frozen_bn_statistics, ggn_product,
                            microbatch_gradients, parent_forward)
 from dcpnas.space import Supernet
@@ -100,14 +101,15 @@ def _g_C(net, x, parent_logits, *, create_graph=False, **kw):
 
 
 # -- the exact path ------------------------------------------------------------------------------
-@pytest.mark.parametrize("distance, lam", [("fro", 5e-3), ("fro", 1.0), ("l1", 1.0),
-                                           ("cosine", 1.0)])
-def test_exact_gradient_equals_autograd_of_full_objective(nets, batch, distance, lam):
+@pytest.mark.parametrize("distance, lam, scale", [
+    ("fro", 5e-3, "none"), ("fro", 1.0, "none"), ("l1", 1.0, "none"), ("cosine", 1.0, "none"),
+    ("fro", 1.0, "tangent"), ("l1", 1.0, "tangent"), ("cosine", 1.0, "tangent")])
+def test_exact_gradient_equals_autograd_of_full_objective(nets, batch, distance, lam, scale):
     parent, child = nets
     x, y = batch
     parent_logits, tangent = parent_forward(parent, x, y)
     got = child_arch_gradient(child, x, parent_logits, tangent, lam=lam, distance=distance,
-                              curvature="exact")
+                              curvature="exact", discrepancy_scale=scale)
     # Oracle: build D from a create_graph gradient and differentiate −G + λD directly (with the
     # PReLU kink convention that the exact path uses; see test_prelu_derivative_conventions).
     alphas = child.arch_parameters()
@@ -116,12 +118,18 @@ def test_exact_gradient_equals_autograd_of_full_objective(nets, batch, distance,
     G = child_objective_per_sample(logits, parent_logits).mean()
     g_C = torch.autograd.grad(G, alphas, create_graph=True)
     D = discrepancy(g_C, tangent, distance)
+    if scale == "tangent":  # Decision L: D over the tangent's own size, a constant for α̂
+        flat_P = torch.cat([t.reshape(-1) for t in tangent])
+        D = D / {"fro": flat_P.pow(2).sum(), "l1": flat_P.abs().sum(), "cosine": 1.0}[distance]
     expected = torch.autograd.grad(-G + lam * D, alphas)
     assert _rel(got.grad, expected) < 1e-5
     assert got.D == pytest.approx(D.item(), rel=1e-10)
     assert got.G == pytest.approx(G.item(), rel=1e-12)
     if lam == 1.0:  # the curvature term is not negligible, so the check above has teeth
         assert _rel(got.grad, [-g for g in got.g_C]) > 1e-2
+        rho = lam * _flat(got.curvature_term).norm() / _flat(got.g_C).norm()
+        assert got.rho == pytest.approx(rho.item(), rel=1e-9)
+        assert got.cos == pytest.approx(_cos(got.grad, [-g for g in got.g_C]), abs=1e-9)
 
 
 def test_exact_gradient_with_label_term_and_temperature(nets, batch):
@@ -188,7 +196,8 @@ def test_lambda_zero_is_cp_nas_and_skips_curvature(nets, batch, curvature, monke
     def forbidden(*args, **kwargs):
         raise AssertionError("λ = 0 must not compute a curvature product")
 
-    monkeypatch.setattr(child_gradient_module, "curvature_product", forbidden)
+    for cls in CURVATURES.values():
+        monkeypatch.setattr(cls, "product", forbidden)
     got = child_arch_gradient(child, x, parent_logits, tangent, lam=0.0, curvature=curvature,
                               fisher_microbatches=4)
     assert got.curvature_term is None
@@ -346,7 +355,7 @@ def test_fisher_rank_one_points_like_exact_near_fit(nets, batch):
     _, g_C = _g_C(child, x, parent_logits, create_graph=True)
     v = [g.detach() for g in g_C]
     exact = exact_hvp(g_C, alphas, v)
-    fisher = curvature_product("fisher", g_C=v, alphas=alphas, v=v)
+    fisher = Fisher(1, -1.0).product(ChildGraph(child, x, alphas, None, None, v), v)
     assert (_flat(v) @ _flat(exact)).item() < 0  # the premise
     assert _cos(fisher, exact) > 0
 
@@ -360,13 +369,19 @@ def test_microbatch_gradients_rejects_too_many_parts(nets, batch):
 
 
 # -- dispatcher and helpers -------------------------------------------------------------------------
-def test_curvature_product_rejects_unknown_mode_and_context(nets):
-    _, child = nets
-    a = child.arch_parameters()
+def test_curvature_strategies_from_names_and_config():
     with pytest.raises(ValueError, match="curvature mode"):
-        curvature_product("hessian", g_C=a, alphas=a, v=a)
-    with pytest.raises(TypeError, match="unexpected"):
-        curvature_product("fisher", g_C=a, alphas=a, v=a, fisher_signs=1.0)
+        make_curvature("hessian")
+    with pytest.raises(ValueError, match="sign"):
+        make_curvature("fisher", fisher_sign=0.5)
+    assert isinstance(make_curvature("exact"), Exact) and Exact.create_graph
+    g = make_curvature("ggn", temperature=2.0)
+    assert isinstance(g, GGN) and g.temperature == 2.0 and g.retain_graph
+    f = make_curvature("fisher", fisher_microbatches=4)
+    assert f.microbatches == 4 and f.retain_graph
+    assert make_curvature(g) is g
+    from dcpnas.search.config import ObjectiveConfig
+    assert isinstance(curvature_from_config(ObjectiveConfig()), GGN)  # the default (Decision C)
 
 
 def test_frozen_bn_statistics_restores_flags_and_keeps_buffers():

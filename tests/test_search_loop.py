@@ -206,9 +206,11 @@ def test_dcpnas_epoch_alternation_inherits_architecture(tmp_path):
     # α̂ moved during the Child epoch (it is not the Parent's α of the end of the Parent epoch).
     parent_epoch_alphas = torch.tensor(res.history[0]["alphas"])
     assert not torch.equal(parent_epoch_alphas, torch.tensor(res.history[1]["alphas"]))
-    # The Child epoch logs the three loss terms and both accuracies on search-val.
+    # The Child epoch logs the three loss terms, the teacher's and the Child's accuracy on
+    # search-val, and the diagnostics of Decisions L, O and R.
     child = res.history[1]
-    for key in ("G", "D", "L_R", "G_val", "parent_acc", "child_acc", "alpha_entropy", "genotype", "time_s"):
+    for key in ("G", "D", "L_R", "G_val", "teacher_acc", "child_acc", "alpha_entropy", "genotype",
+                "time_s", "rho", "cos_step_gC", "G_share", "child_backtrack_ratio"):
         assert key in child, key
     assert child["G"] <= 0 and child["D"] >= 0 and child["L_R"] > 0
     assert res.genotype == derive_genotype(*[torch.tensor(a) for a in child["alphas"]])
@@ -260,17 +262,17 @@ def test_nan_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypatch, 
     search(preset="quick", overrides=small("stop_after_epochs=1"), out=out, quiet=True)
     ckpt = checkpoint_path(out)
     before = sha(ckpt)
-    real = phases.child_weight_objective
+    real = phases.child_weight_terms
     calls = {"n": 0}
 
     def poisoned(*args, **kw):
-        loss, parts = real(*args, **kw)
+        distill, reconstruction, parts = real(*args, **kw)
         calls["n"] += 1
         if calls["n"] == 2:
-            loss = loss * float("nan")
-        return loss, parts
+            distill = distill * float("nan")
+        return distill, reconstruction, parts
 
-    monkeypatch.setattr(phases, "child_weight_objective", poisoned)
+    monkeypatch.setattr(phases, "child_weight_terms", poisoned)
     with pytest.raises(NonFiniteLossError) as e:
         search(overrides=["stop_after_epochs=0"], out=out, resume=True, quiet=True)
     msg = str(e.value)

@@ -2,20 +2,24 @@
 optimisation (and the search loop and baselines, exported below as they are added)."""
 
 from .child_gradient import ArchGradient, child_arch_gradient
-from .curvature import (CURVATURE_MODES, consistent_derivatives, curvature_product, exact_hvp,
+from .curvature import (CURVATURE_MODES, GGN, ChildGraph, Curvature, Exact, Fisher,
+                        consistent_derivatives, curvature_product, exact_hvp, make_curvature,
                         fisher_product, frozen_bn_statistics, ggn_product,
                         jacobian_vector_product, logit_hessian_product, microbatch_gradients)
 from .decoupled import RANK_SCOPES, DecoupledOptimization
 from .objective import (DISTANCES, child_objective_per_sample, child_parent_G,
                         child_parent_G_per_sample, child_weight_objective, discrepancy,
-                        discrepancy_direction, parent_forward)
+                        discrepancy_direction, parent_forward, teaching)
+from .discrepancy import Distance, make_distance
 
 __all__ = [
     # objective
     "DISTANCES", "child_objective_per_sample", "child_parent_G", "child_parent_G_per_sample",
     "child_weight_objective", "discrepancy", "discrepancy_direction", "parent_forward",
+    "teaching", "Distance", "make_distance",
     # curvature
-    "CURVATURE_MODES", "consistent_derivatives", "curvature_product", "exact_hvp",
+    "CURVATURE_MODES", "Curvature", "Exact", "GGN", "Fisher", "ChildGraph", "make_curvature",
+    "consistent_derivatives", "curvature_product", "exact_hvp",
     "fisher_product", "frozen_bn_statistics",
     "ggn_product", "jacobian_vector_product", "logit_hessian_product", "microbatch_gradients",
     # the Child's architecture gradient

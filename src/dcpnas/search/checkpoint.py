@@ -111,7 +111,7 @@ def save_search_checkpoint(path: str | Path, *, epochs_done: int, method: str, m
     (weights, BN buffers, optimiser moments); ``previous``: the checkpoint a refusal names as kept."""
     kept = kept_checkpoint(previous if previous is not None else path)
     check_finite_state(method_state, what=f"the checkpoint after epoch {epochs_done}", kept=kept,
-                       hint="lower optim.w.lr / optim.a.lr")
+                       hint="lower optim.w.lr or optim.alpha.lr")
     return atomic_save({"format": FORMAT, "epochs_done": int(epochs_done), "method": method,
                         "method_state": pack_tensors(method_state), "history": history,
                         "elapsed_s": float(elapsed_s), "rng": rng_state(), "config": config,

@@ -54,6 +54,8 @@ class DataConfig:
     augment: bool = False              # random crop + flip on search-train and search-val
     imagenet_fraction: float = 0.1     # ImageNet: share of train/ used by the search
     image_size: int = 224              # ImageNet only
+    resolution: int = 0                # in-memory data: search on images area-downsampled to this
+                                       # side (0: as stored); the found network trains at full size
     workers: int = 8                   # ImageNet DataLoader workers
     eval_batches: int = 0              # batches of search-val for the final accuracies (0: all)
 
@@ -67,6 +69,7 @@ class DataConfig:
         if not 0.0 < self.imagenet_fraction <= 1.0:
             raise ConfigError(f"imagenet_fraction must be in (0, 1], got {self.imagenet_fraction}")
         _positive("image_size", self.image_size)
+        _positive("resolution", self.resolution, allow_zero=True)
         _positive("workers", self.workers, allow_zero=True)
         _positive("eval_batches", self.eval_batches, allow_zero=True)
 
@@ -80,6 +83,9 @@ class SupernetConfig:
     layout: str = "auto"               # auto (imagenet for ImageNet, else cifar) | cifar | imagenet
     scope: str = "official"            # binarisation scope of the Child: official | book
     alpha_init_std: float = 1e-3
+    # Adds this × N(0, 1) (its own seeded generator) to the initial α: the null perturbation that
+    # measures the noise floor of a comparison (docs/METHOD.md, Decision N). 0: off.
+    alpha_perturbation: float = 0.0
 
     def validate(self) -> None:
         if self.C < 2 or self.C % 2:
@@ -89,6 +95,7 @@ class SupernetConfig:
         _choice("layout", self.layout, ("auto", "cifar", "imagenet"))
         _choice("scope", self.scope, ("official", "book"))
         _positive("alpha_init_std", self.alpha_init_std, allow_zero=True)
+        _positive("alpha_perturbation", self.alpha_perturbation, allow_zero=True)
 
 
 @dataclass
@@ -150,23 +157,40 @@ class OptimConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """L = −G + λD + μL_R (Eq. 4.32) and how its α̂-gradient is computed (method D.1-D.4)."""
+    """L = −G + λD + μL_R (Eq. 4.32) and how its α̂-gradient is computed (docs/METHOD.md)."""
 
+    # λ acts on D divided by the tangent's scale (discrepancy_scale=tangent), so one λ means the
+    # same at every supernet size; its default is calibrated so that ρ = ‖λ·H_G·∂D/∂g_C‖/‖g_C‖
+    # lies in [0.05, 0.5] early in the Child epochs (README, "Measured"). The book's λ = 5e-3 on
+    # the raw D: discrepancy_scale=none lam=5e-3 (ρ ≈ 1e-4 at our sizes: D then has no effect).
     lam: float = 5e-3
     mu: float = 0.2
-    distance: str = "fro"              # fro | l1 | cosine (Table 4.4)
-    curvature: str = "fisher"          # fisher | ggn | exact (exact = "w/o GGN", Table 4.3)
+    distance: str = "fro"              # fro | l1 | cosine (Table 4.4, Eq. 4.31)
+    discrepancy_scale: str = "tangent"  # tangent: D / ‖g_P‖² (fro), / ‖g_P‖₁ (l1) | none: raw D
+    # ggn: Jᵀ(diag p̂ − p̂p̂ᵀ)J, for a softmax the true Fisher of Eq. 4.36 | exact: Hessian-vector
+    # product ("w/o GGN", Table 4.3) | fisher: the empirical outer product of batch gradients
+    # (rank-1 with K = 1 is parallel to g_C, so it can only rescale the step, never turn it).
+    curvature: str = "ggn"
     fisher_microbatches: int = 1
     fisher_sign: float = -1.0
     temperature: float = 1.0
     label_ce_weight: float = 0.0
     tangent: str = "recompute"         # recompute on the α̂ batch | epoch_mean of the last Parent epoch
+    log_discrepancy: bool = False      # λ = 0 (cpnas): still compute g_P to log D (one Parent backward)
+    # How the Parent normalises when it teaches (G's target, g_P): batch statistics with running
+    # statistics untouched (batch), or its running statistics (running: eval mode; after a few
+    # hundred updates these lag the weights and the teacher scores at chance).
+    teacher_bn: str = "batch"
     reconstruction_reduction: str = "sum"
+    # ‖μ∇L_R‖ is capped at this multiple of ‖∇G‖ in the Child's weight step, so G's share of the
+    # weight-gradient norm² stays ≥ 1/(1 + cap²) (50 % at 1). 0: no cap (the book's plain sum).
+    reconstruction_cap: float = 1.0
 
     def validate(self) -> None:
         _positive("lam", self.lam, allow_zero=True)
         _positive("mu", self.mu, allow_zero=True)
         _choice("distance", self.distance, ("fro", "l1", "cosine"))
+        _choice("discrepancy_scale", self.discrepancy_scale, ("tangent", "none"))
         _choice("curvature", self.curvature, ("fisher", "ggn", "exact"))
         _positive("fisher_microbatches", self.fisher_microbatches)
         if self.fisher_sign not in (-1.0, 1.0):
@@ -174,22 +198,31 @@ class ObjectiveConfig:
         _positive("temperature", self.temperature)
         _positive("label_ce_weight", self.label_ce_weight, allow_zero=True)
         _choice("tangent", self.tangent, ("recompute", "epoch_mean"))
+        _choice("teacher_bn", self.teacher_bn, ("batch", "running"))
         _choice("reconstruction_reduction", self.reconstruction_reduction, ("sum", "mean"))
+        _positive("reconstruction_cap", self.reconstruction_cap, allow_zero=True)
 
 
 @dataclass
 class DecoupledConfig:
-    """Decoupled optimisation (method 5.4): backtrack α of low-norm ops by η·ψ̃⊙α_prev."""
+    """Decoupled optimisation (Eqs. 4.50–4.53): backtrack α of low-norm ops by c⊙α_prev.
+
+    parametrization=phi (default): the learned coefficient is φ = η·ψ̃ itself, one entry per
+    edge, initialised to psi_init and stepped with psi_lr. book: ψ̃ times η = η₁η₂ (architecture
+    lr × weight lr) as printed; with Adam on α that backtrack is ~1e-6 of the α step (inert).
+    """
 
     enabled: bool = True
-    psi_init: float = 1e-3
-    psi_lr: float = 0.0                # η_ψ; 0 means "the α learning rate" (method 11.9)
+    parametrization: str = "phi"       # phi: learn φ = η·ψ̃ directly | book: ψ̃ with η = η₁η₂
+    psi_init: float = 1e-2             # φ₀ (phi) or ψ̃₀ (book)
+    psi_lr: float = 0.0                # step size of φ (or ψ̃); 0 means "the α learning rate"
     tau: Optional[int] = None          # ops ranked beyond τ (by R(w), largest first) are backtracked;
                                        # None: half the ranked (parametric) ops
     rank_scope: str = "column"         # column: one ranking per op type (book) | edge: within each edge
     include_parameter_free: bool = False
 
     def validate(self) -> None:
+        _choice("parametrization", self.parametrization, ("phi", "book"))
         _positive("psi_init", self.psi_init, allow_zero=True)
         _positive("psi_lr", self.psi_lr, allow_zero=True)
         if self.tau is not None and not 0 <= self.tau <= 8:
@@ -291,18 +324,25 @@ class SearchConfig:
 
 # -- presets ---------------------------------------------------------------------------------------
 def _quick() -> SearchConfig:
-    """CPU smoke run on the embedded Fashion-MNIST subset: 2 rounds of 3 + 3 steps (1-2 min)."""
+    """CPU search that visibly searches, on the embedded Fashion-MNIST subset (≤ 3 min, 2 cores).
+
+    1024 images at 14×14 (the found network trains at 28×28), 2 rounds of 16 + 16 steps (a full
+    pass each); Adam on the weights because a few dozen SGD steps leave a supernet near chance,
+    and a larger α step so that α moves within 64 α-steps instead of DARTS's thousands.
+    """
     cfg = SearchConfig()
-    cfg.data = DataConfig(dataset="embedded", batch_size=32, limit=192)
+    cfg.data = DataConfig(dataset="embedded", batch_size=32, limit=1024, resolution=14,
+                          eval_batches=8)
     cfg.supernet = SupernetConfig(C=4, layers=3)
     cfg.schedule = ScheduleConfig(rounds=2)
-    # A dozen α-steps instead of DARTS's thousands: a larger Adam step lets α actually move.
-    cfg.optim.alpha.lr = 1e-2
-    cfg.sample = SampleConfig(steps=1, eval_batches=1)
-    cfg.random = RandomConfig(samples=4, eval_batches=2)
+    for w in (cfg.optim.w, cfg.optim.w_hat):
+        w.optimizer, w.lr, w.lr_min, w.weight_decay = "adam", 3e-3, 3e-4, 0.0
+    cfg.optim.alpha.lr = 3e-2
+    cfg.sample = SampleConfig(steps=4, eval_batches=2)
+    cfg.random = RandomConfig(samples=4, eval_batches=4)
     cfg.device = "cpu"
     cfg.threads = 1                    # tiny kernels: one thread beats two on a shared 2-core box
-    cfg.log_every = 2
+    cfg.log_every = 4
     return cfg
 
 

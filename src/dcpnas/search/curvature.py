@@ -23,6 +23,7 @@ All products are returned detached, as lists shaped like α.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -31,18 +32,12 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-CURVATURE_MODES = ("exact", "ggn", "fisher")
 
 TensorList = Sequence[torch.Tensor]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in CURVATURE_MODES:
-        raise ValueError(f"unknown curvature mode {mode!r}; expected one of {CURVATURE_MODES}")
 
 
 def _dot(a: TensorList, b: TensorList) -> torch.Tensor:
@@ -208,46 +203,136 @@ def fisher_product(v: TensorList, gradients: Sequence[TensorList], *,
     return out
 
 
-# -- dispatcher -------------------------------------------------------------------------------------
-_CTX_KEYS = {"retain_graph", "child", "x", "child_logits", "temperature", "label_ce_weight",
-             "fisher_sign", "microbatch_grads", "per_sample_objective", "fisher_microbatches"}
+# -- strategies -------------------------------------------------------------------------------------
+@dataclass
+class ChildGraph:
+    """What a curvature product may use of one Child forward on the α̂-batch.
 
-
-def curvature_product(mode: str, *, g_C: TensorList, alphas: TensorList, v: TensorList,
-                      **ctx) -> list[torch.Tensor]:
-    """H_G v (H_G = ∂²G/∂α̂²) by ``mode`` ∈ {exact, ggn, fisher}; returns detached tensors.
-
-    Context by mode (unused keys are accepted, so a caller can pass one set for every mode):
-      exact:  g_C built with ``create_graph=True``; ``retain_graph``.
-      ggn:    ``child``, ``x``, ``child_logits`` (attached, see ``ggn_product``), ``temperature``,
-              ``label_ce_weight``, ``retain_graph``.
-      fisher: ``fisher_sign`` (s, default −1); the gradients g_k either as ``microbatch_grads``
-              (a list of K gradient lists) or from ``per_sample_objective`` (attached, length B)
-              and ``fisher_microbatches`` = K; default K = 1 with g_1 = g_C.
+    child (bare module), x, alphas: the function and the point; child_logits and per_sample: the
+    forward's outputs, still attached to the graph of ``alphas`` when the strategy asked for it
+    (``retain_graph``); g_C: ∂G̃/∂α̂, attached when the strategy asked for ``create_graph``.
     """
-    _check_mode(mode)
-    unknown = set(ctx) - _CTX_KEYS
-    if unknown:
-        raise TypeError(f"curvature_product got unexpected context {sorted(unknown)}")
-    retain = bool(ctx.get("retain_graph", False))
-    if mode == "exact":
-        return exact_hvp(g_C, alphas, v, retain_graph=retain)
-    if mode == "ggn":
-        for key in ("child", "x"):
-            if ctx.get(key) is None:
-                raise ValueError(f"ggn curvature needs {key!r}")
-        return ggn_product(ctx["child"], ctx["x"], alphas, v,
-                           child_logits=ctx.get("child_logits"),
-                           temperature=ctx.get("temperature", 1.0),
-                           label_ce_weight=ctx.get("label_ce_weight", 0.0), retain_graph=retain)
-    grads = ctx.get("microbatch_grads")
-    K = int(ctx.get("fisher_microbatches", 1))
-    if grads is None:
-        if K == 1:
-            grads = [[g.detach() for g in g_C]]
+
+    child: nn.Module
+    x: torch.Tensor
+    alphas: TensorList
+    child_logits: torch.Tensor
+    per_sample: torch.Tensor
+    g_C: TensorList
+
+
+class Curvature:
+    """A way to form H_G·v (docs/METHOD.md, Decision C). Built once from the config.
+
+    Class attributes say what the Child forward must keep for ``product``:
+    create_graph (g_C differentiable again), retain_graph (the forward graph stays),
+    full_precision (no autocast, one derivative convention at kinks).
+    """
+
+    name = "?"
+    create_graph = False
+    retain_graph = False
+    full_precision = False
+
+    def product(self, graph: ChildGraph, v: TensorList) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({opts})"
+
+
+CURVATURES: dict[str, type[Curvature]] = {}
+
+
+def register_curvature(name: str):
+    """Class decorator: make a ``Curvature`` buildable by ``make_curvature(name, ...)``."""
+    def wrap(cls):
+        cls.name = name
+        CURVATURES[name] = cls
+        return cls
+    return wrap
+
+
+@register_curvature("exact")
+class Exact(Curvature):
+    """Pearlmutter's H_G v by double backward: the reference, the "w/o GGN" row of Table 4.3."""
+
+    create_graph = True
+    full_precision = True
+
+    def product(self, graph, v):
+        return exact_hvp(graph.g_C, graph.alphas, v)
+
+
+@register_curvature("ggn")
+class GGN(Curvature):
+    """Jᵀ H_z J v; for G's softmax the true Fisher of Eq. 4.36 (the default, Decision C)."""
+
+    retain_graph = True
+
+    def __init__(self, temperature: float = 1.0, label_ce_weight: float = 0.0):
+        self.temperature, self.label_ce_weight = float(temperature), float(label_ce_weight)
+
+    def product(self, graph, v):
+        return ggn_product(graph.child, graph.x, graph.alphas, v, child_logits=graph.child_logits,
+                           temperature=self.temperature, label_ce_weight=self.label_ce_weight)
+
+
+@register_curvature("fisher")
+class Fisher(Curvature):
+    """The book-literal empirical outer product s·(1/K) Σ_k g_k g_kᵀ v (Eqs. 4.36–4.41).
+
+    K = 1 uses g_1 = g_C: the product is parallel to g_C, so −g_C + λ·F̂v only rescales the
+    step and can never turn α̂ towards the Parent's tangent (measured cos(step, −g_C) = 1).
+    """
+
+    def __init__(self, microbatches: int = 1, sign: float = -1.0):
+        self.microbatches, self.sign = int(microbatches), float(sign)
+        if self.microbatches < 1:
+            raise ValueError(f"fisher micro-batches must be >= 1, got {microbatches}")
+        if self.sign not in (-1.0, 1.0):
+            raise ValueError(f"fisher sign must be -1 or 1, got {sign}")
+        self.retain_graph = self.microbatches > 1
+
+    def product(self, graph, v):
+        if self.microbatches == 1:
+            grads = [[g.detach() for g in graph.g_C]]
         else:
-            per_sample = ctx.get("per_sample_objective")
-            if per_sample is None:
-                raise ValueError("fisher curvature with K > 1 needs per_sample_objective")
-            grads = microbatch_gradients(per_sample, alphas, K, retain_graph=retain)
-    return fisher_product(v, grads, sign=ctx.get("fisher_sign", -1.0))
+            grads = microbatch_gradients(graph.per_sample, graph.alphas, self.microbatches)
+        return fisher_product(v, grads, sign=self.sign)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in CURVATURES:
+        raise ValueError(f"unknown curvature mode {mode!r}; expected one of {tuple(CURVATURES)}")
+
+
+def make_curvature(mode: str | Curvature, *, temperature: float = 1.0,
+                   label_ce_weight: float = 0.0, fisher_microbatches: int = 1,
+                   fisher_sign: float = -1.0) -> Curvature:
+    """The strategy for ``mode`` with the options it uses (a ``Curvature`` passes through)."""
+    if isinstance(mode, Curvature):
+        return mode
+    _check_mode(mode)
+    if mode == "ggn":
+        return GGN(temperature, label_ce_weight)
+    if mode == "fisher":
+        return Fisher(fisher_microbatches, fisher_sign)
+    return CURVATURES[mode]()
+
+
+def curvature_from_config(oc) -> Curvature:
+    """``make_curvature`` from an ``ObjectiveConfig``."""
+    return make_curvature(oc.curvature, temperature=oc.temperature,
+                          label_ce_weight=oc.label_ce_weight,
+                          fisher_microbatches=oc.fisher_microbatches, fisher_sign=oc.fisher_sign)
+
+
+def curvature_product(mode: str | Curvature, graph: ChildGraph, v: TensorList,
+                      **options) -> list[torch.Tensor]:
+    """H_G v by ``mode`` on ``graph`` (options as for ``make_curvature``); detached tensors."""
+    return make_curvature(mode, **options).product(graph, v)
+
+
+CURVATURE_MODES = tuple(CURVATURES)

@@ -9,6 +9,13 @@ After the ordinary architecture step α^{t+1} = α^t − η₁∇L, the op colum
 with η = η₁η₂ (architecture lr × weight lr) and a learnable ψ̃ ≥ 0, one entry per edge, kept per
 cell type, updated by ψ̃ ← |ψ̃ − η_ψ ∂L/∂ψ̃| (4.51).
 
+Parametrisation (docs/METHOD.md, Decision O). η = η₁η₂ comes from unrolling plain-SGD updates;
+with Adam on α the book's product makes the backtrack ~1e-6 of the α step and moves ψ̃ by ~1e-9
+per update (measured): inert. ``parametrization="phi"`` (the default) learns the product
+φ = η·ψ̃ directly — the same rules with η ≡ 1 — so the coefficient starts at φ₀ and moves at its
+own rate; ``"book"`` multiplies ψ̃ by η = η₁η₂ as printed. In this module ``psi`` is the learned
+coefficient of either form and ``eta(...)`` the factor in front of it.
+
 How the book's inconsistent indexing is resolved. The book writes α_{e,m} with e an edge and m an
 operation, ranks R(w_m) for m = 1..M (ops), and makes ψ̃ an E-vector (one entry per edge), but
 then says "the subscript ·m denotes a specific edge". We read α ∈ ℝ^{E×M} with rows = edges and
@@ -40,6 +47,7 @@ import torch
 from ..space.primitives import PARAMETRIC, PRIMITIVES
 
 RANK_SCOPES = ("column", "edge")
+PARAMETRIZATIONS = ("phi", "book")
 
 
 class DecoupledOptimization:
@@ -50,6 +58,7 @@ class DecoupledOptimization:
     tau: ranking threshold (default: half the number of ranked ops, see the module docstring).
     rank_scope: ``column`` (book: one ranking of R_m = Σ_e R[e, m] per cell type) or ``edge``.
     include_parameter_free: parameter-free ops always qualify for the backtrack.
+    parametrization: ``phi`` (learn φ = η·ψ̃; ``eta`` returns 1) or ``book`` (ψ̃, η = η₁η₂).
     parametric_ops: indices of the ops that are ranked (default: the parametric DCP-NAS
       primitives when M = len(PRIMITIVES), else every op).
     """
@@ -58,7 +67,11 @@ class DecoupledOptimization:
                  psi_init: float = 1e-3, tau: Optional[int] = None, rank_scope: str = "column",
                  include_parameter_free: bool = False,
                  parametric_ops: Optional[Sequence[int]] = None, num_cell_types: int = 2,
-                 device=None, dtype: torch.dtype = torch.float32):
+                 parametrization: str = "book", device=None, dtype: torch.dtype = torch.float32):
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"unknown parametrization {parametrization!r}; expected one of "
+                             f"{PARAMETRIZATIONS}")
+        self.parametrization = parametrization
         if rank_scope not in RANK_SCOPES:
             raise ValueError(f"unknown rank scope {rank_scope!r}; expected one of {RANK_SCOPES}")
         if parametric_ops is None:
@@ -77,6 +90,14 @@ class DecoupledOptimization:
         self._alpha_prev: Optional[list[torch.Tensor]] = None
         # (α^t, mask, η) of the last backtrack, consumed by the next update_psi.
         self._pending: Optional[tuple[list[torch.Tensor], list[torch.Tensor], float]] = None
+
+    def eta(self, arch_lr: float, weight_lr: float) -> float:
+        """The factor in front of the learned coefficient: η₁η₂ (book) or 1 (phi)."""
+        return arch_lr * weight_lr if self.parametrization == "book" else 1.0
+
+    def coefficient_mean(self) -> float:
+        """Mean of the learned coefficient (φ or ψ̃) over edges and cell types, for the log."""
+        return float(torch.cat([p.flatten() for p in self.psi]).double().mean())
 
     # -- the mask -----------------------------------------------------------------------------------
     def mask(self, R: torch.Tensor) -> torch.Tensor:

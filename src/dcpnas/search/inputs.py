@@ -52,6 +52,12 @@ class LoaderBatches:
             yield x, y.to(self.device, non_blocking=True)
 
 
+def downsample(x_uint8: torch.Tensor, side: int) -> torch.Tensor:
+    """Area-downsample N×C×H×W uint8 images to side×side (a cheaper search proxy), still uint8."""
+    out = torch.nn.functional.adaptive_avg_pool2d(x_uint8.float(), side)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def build_search_data(cfg: SearchConfig, env: DistEnv) -> SearchData:
     """Load ``cfg.data.dataset`` and cut it into this rank's search-train / search-val batches."""
     d = cfg.data
@@ -69,6 +75,8 @@ def build_search_data(cfg: SearchConfig, env: DistEnv) -> SearchData:
         keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[:d.limit]
         keep = keep.sort().values
         x, y = x[keep], y[keep]
+    if d.resolution and d.resolution < x.shape[-1]:
+        x = downsample(x, d.resolution)
     tr, va = search_split(len(y), cfg.seed, d.split_fraction)
     for name, idx in (("search-train", tr), ("search-val", va)):
         if len(idx) < d.batch_size * env.world_size:

@@ -25,6 +25,11 @@ def build_supernet(kind: str, cfg: SearchConfig, in_channels: int, num_classes: 
     s = cfg.supernet
     net = Supernet(kind, in_channels=in_channels, num_classes=num_classes, C=s.C, layers=s.layers,
                    layout=cfg.layout, scope=s.scope, alpha_init_std=s.alpha_init_std)
+    if s.alpha_perturbation:
+        g = torch.Generator().manual_seed(cfg.seed + 7919)
+        with torch.no_grad():
+            for a in net.arch_parameters():
+                a.add_(s.alpha_perturbation * torch.randn(a.shape, generator=g, dtype=a.dtype))
     net = net.to(device)
     if device.type == "cuda" and cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -114,7 +119,7 @@ def build_learner(kind: str, cfg: SearchConfig, in_channels: int, num_classes: i
             dec = DecoupledOptimization(NUM_EDGES, len(PRIMITIVES), psi_lr=dc.psi_lr or ac.lr,
                                         psi_init=dc.psi_init, tau=dc.tau, rank_scope=dc.rank_scope,
                                         include_parameter_free=dc.include_parameter_free,
-                                        device=device)
+                                        parametrization=dc.parametrization, device=device)
     return Learner(kind, net, w_opt, w_sched, a_opt, dec)
 
 

@@ -39,7 +39,7 @@ from .config import SearchConfig
 from .inputs import build_search_data
 from .methods import MethodContext, build_method
 from .phases import PhaseDriver
-from .reporting import (alpha_entropy, alpha_weights, format_summary, plot_alphas, profile_summary,
+from .reporting import (diagnostics_summary, alpha_entropy, alpha_weights, format_summary, plot_alphas, profile_summary,
                         tensorboard_writer)
 
 __all__ = ["SearchLoop", "SearchResult", "RUNTIME_KEYS"]
@@ -215,7 +215,7 @@ class SearchLoop:
         # Every rank checks (their states are equal), so that all stop together, before any waits.
         method_state = self.method.state_dict()
         check_finite_state(method_state, what=f"the checkpoint after epoch {epochs_done}",
-                           kept=kept_checkpoint(self.ckpt), hint="lower optim.w.lr / optim.a.lr")
+                           kept=kept_checkpoint(self.ckpt), hint="lower optim.w.lr or optim.alpha.lr")
         if self.env.is_main:
             paths = [self.ckpt]
             if cfg.keep_checkpoints:
@@ -251,6 +251,7 @@ class SearchLoop:
             "search_cost": {"hours": hours, "unit": "GPU-hours" if gpu else "CPU-process-hours",
                             "days": hours / 24},
             "final": final, "genotype": genotype.to_dict(), "genotype_darts": genotype.to_darts(),
+            "diagnostics": diagnostics_summary(self.history),
             "last_epoch": {k: v for k, v in self.history[-1].items()
                            if k not in ("alphas", "alpha_weights")} if self.history else {},
             "files": {"genotype": str(out / "genotype.json"), "cells": drawings,

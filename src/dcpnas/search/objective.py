@@ -13,15 +13,16 @@ parameters, [α_normal, α_reduce]; every reduction runs over all of them togeth
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import contextlib
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..binary.reconstruction import reconstruction_loss
-
-DISTANCES = ("fro", "l1", "cosine")
+from .curvature import frozen_bn_statistics
 
 TensorList = Sequence[torch.Tensor]
 
@@ -59,39 +60,75 @@ def child_objective_per_sample(child_logits: torch.Tensor, parent_logits: torch.
 
 
 # -- the Child's weight step ----------------------------------------------------------------------
-def child_weight_objective(child: nn.Module, child_logits: torch.Tensor,
-                           parent_logits: torch.Tensor, *, mu: float, temperature: float = 1.0,
-                           label_ce_weight: float = 0.0, labels: Optional[torch.Tensor] = None,
-                           reconstruction_reduction: str = "sum"):
-    """Loss of the ŵ/β step: −G + μ·L_R (+ label_ce_weight·CE) (Eqs. 4.32, 4.34; method D.7).
+def child_weight_terms(child: nn.Module, child_logits: torch.Tensor, parent_logits: torch.Tensor,
+                       *, mu: float, temperature: float = 1.0, label_ce_weight: float = 0.0,
+                       labels: Optional[torch.Tensor] = None,
+                       reconstruction_reduction: str = "sum"):
+    """The two terms of the ŵ/β step, kept apart so their gradients can be balanced.
 
-    D is deliberately absent: it is used only in the α̂ update (D.7). Returns ``(loss, parts)``,
-    ``parts`` = {"G", "L_R", "CE"} as detached scalars (CE only when its weight is non-zero).
+    Returns ``(distill, reconstruction, parts)``: distill = −G (+ label_ce_weight·CE), attached;
+    reconstruction = μ·L_R, attached (Eqs. 4.23, 4.32, 4.34); ``parts`` = {"G", "L_R", "CE"} as
+    detached scalars (CE only when its weight is non-zero). D is deliberately absent: it acts
+    on α̂ only (docs/METHOD.md, Decision W).
     """
     G = child_parent_G(child_logits, parent_logits, temperature)
     L_R = reconstruction_loss(_unwrap(child), reduction=reconstruction_reduction).to(G)
-    loss = -G + mu * L_R
+    distill = -G
     parts = {"G": G.detach(), "L_R": L_R.detach()}
     if label_ce_weight:
         if labels is None:
             raise ValueError("label_ce_weight > 0 needs labels")
         ce = F.cross_entropy(_at_least_fp32(child_logits), labels).to(G.dtype)
-        loss = loss + label_ce_weight * ce
+        distill = distill + label_ce_weight * ce
         parts["CE"] = ce.detach()
-    return loss, parts
+    return distill, mu * L_R, parts
 
 
-# -- the Parent: G's target and the tangent direction from one forward ---------------------------
+def child_weight_objective(child: nn.Module, child_logits: torch.Tensor,
+                           parent_logits: torch.Tensor, **kw):
+    """Loss of the ŵ/β step as one sum, −G + μ·L_R (+ label CE): ``(loss, parts)``.
+
+    Keywords as ``child_weight_terms``.
+    """
+    distill, reconstruction, parts = child_weight_terms(child, child_logits, parent_logits, **kw)
+    return distill + reconstruction, parts
+
+
+TEACHER_BN = ("batch", "running")
+
+
+@contextmanager
+def teaching(parent: nn.Module, bn: str = "batch") -> Iterator[nn.Module]:
+    """The Parent as a teacher (docs/METHOD.md, Decision T): normalised as it trains.
+
+    ``batch``: train-mode BatchNorm (batch statistics) with its running statistics untouched, so
+    teaching does not count the batch into them. ``running``: eval mode, running statistics —
+    after a few hundred search updates these lag the weights and the teacher scores at chance
+    (measured 0.078 vs 0.34–0.41 with batch statistics at the fashion-mnist sizes).
+    Yields the bare module; leaves it in the mode it set (mode switches walk every module, so
+    the steps set modes only where they change).
+    """
+    if bn not in TEACHER_BN:
+        raise ValueError(f"unknown teacher BN policy {bn!r}; expected one of {TEACHER_BN}")
+    net = _unwrap(parent)
+    training = bn == "batch"
+    if net.training != training:
+        net.train(training)
+    with frozen_bn_statistics(net):
+        yield net
+
+
 def parent_forward(parent: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor], *,
-                   need_tangent: bool = True, alphas: Optional[TensorList] = None):
-    """One Parent forward serving both G's target and the tangent g_P = ∂f̃ᴾ/∂α (Eq. 4.29, D.4).
+                   need_tangent: bool = True, alphas: Optional[TensorList] = None,
+                   bn: Optional[str] = None):
+    """One Parent forward serving both G's target and the tangent g_P = ∂f̃ᴾ/∂α (Eq. 4.29).
 
     f̃ᴾ = −CE(Parent logits, y). The tangent is taken with ``torch.autograd.grad`` w.r.t. α only,
     so no ``.grad`` accumulates on the Parent's weights and autograd skips the weight-gradient
-    kernels. The Parent is frozen here; whether it runs in eval mode (running BN statistics, no
-    statistics update) or train mode (batch statistics, running statistics updated once) is the
-    caller's choice. A DDP wrapper is bypassed (only α-gradients are taken; averaging the
-    tangent over ranks is the caller's job).
+    kernels. bn: the teacher's BatchNorm policy (``teaching``); None runs the Parent in whatever
+    mode it is in (eval: running statistics; train: batch statistics, running ones updated). A
+    DDP wrapper is bypassed (only α-gradients are taken; averaging the tangent over ranks is the
+    caller's job).
 
     alphas: the architecture to evaluate the Parent at (default: its own registered α). Tensors
       that do not require grad are replaced by leaf copies that do.
@@ -99,75 +136,23 @@ def parent_forward(parent: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor]
     ``need_tangent`` is False (then the forward runs under ``no_grad``).
     """
     net = _unwrap(parent)
-    if not need_tangent:
-        with torch.no_grad():
-            logits = net(x) if alphas is None else net(x, alphas=list(alphas))
-        return logits.detach(), None
-    if y is None:
-        raise ValueError("the tangent direction needs labels y")
-    if alphas is None:
-        alphas = list(net.arch_parameters())
-    alphas = [a if a.requires_grad else a.detach().requires_grad_(True) for a in alphas]
-    with torch.enable_grad():
-        logits = net(x, alphas=alphas)
-        f_P = -F.cross_entropy(_at_least_fp32(logits), y)
-        tangent = torch.autograd.grad(f_P, alphas)
+    ctx = teaching(net, bn) if bn is not None else contextlib.nullcontext()
+    with ctx:
+        if not need_tangent:
+            with torch.no_grad():
+                logits = net(x) if alphas is None else net(x, alphas=list(alphas))
+            return logits.detach(), None
+        if y is None:
+            raise ValueError("the tangent direction needs labels y")
+        if alphas is None:
+            alphas = list(net.arch_parameters())
+        alphas = [a if a.requires_grad else a.detach().requires_grad_(True) for a in alphas]
+        with torch.enable_grad():
+            logits = net(x, alphas=alphas)
+            f_P = -F.cross_entropy(_at_least_fp32(logits), y)
+            tangent = torch.autograd.grad(f_P, alphas)
     return logits.detach(), [t.detach() for t in tangent]
 
 
-# -- D and ∂D/∂g_C ------------------------------------------------------------------------------
-def _check_distance(distance: str) -> None:
-    if distance not in DISTANCES:
-        raise ValueError(f"unknown discrepancy distance {distance!r}; expected one of {DISTANCES}")
-
-
-def _dot(a: TensorList, b: TensorList) -> torch.Tensor:
-    return sum((x * y).sum() for x, y in zip(a, b))
-
-
-def _cosine_parts(g_C: TensorList, g_P: TensorList, eps: float):
-    """(⟨g_C, g_P⟩, ‖g_C‖, ‖g_P‖, denominator) with the denominator clamped away from 0."""
-    dot = _dot(g_C, g_P)
-    n_C = _dot(g_C, g_C).sqrt()
-    n_P = _dot(g_P, g_P).sqrt()
-    return dot, n_C, n_P, (n_C * n_P).clamp_min(eps)
-
-
-def discrepancy(g_C: TensorList, g_P: TensorList, distance: str = "fro", *,
-                eps: float = 1e-12) -> torch.Tensor:
-    """D(α̂) between the Child gradient g_C = ∂G/∂α̂ and the Parent tangent g_P (Eq. 4.31, D.2).
-
-    fro: ‖g_C − g_P‖²_F;  l1: Σ|g_C − g_P|;  cosine: 1 − ⟨g_C, g_P⟩/(‖g_C‖‖g_P‖).
-    Sums run over all architecture tensors together. Differentiable in g_C (the tests build
-    ∇_α̂ D from it with create_graph).
-    """
-    _check_distance(distance)
-    if len(g_C) != len(g_P):
-        raise ValueError(f"g_C has {len(g_C)} tensors, g_P has {len(g_P)}")
-    if distance == "fro":
-        return sum((c - p).pow(2).sum() for c, p in zip(g_C, g_P))
-    if distance == "l1":
-        return sum((c - p).abs().sum() for c, p in zip(g_C, g_P))
-    dot, _, _, denom = _cosine_parts(g_C, g_P, eps)
-    return 1.0 - dot / denom
-
-
-def discrepancy_direction(g_C: TensorList, g_P: TensorList, distance: str = "fro", *,
-                          eps: float = 1e-12) -> list[torch.Tensor]:
-    """∂D/∂g_C in closed form, so that ∇_α̂ D = H_G · ∂D/∂g_C (chain rule, H_G symmetric).
-
-    fro: 2(g_C − g_P);  l1: sign(g_C − g_P) (0 where equal, as autograd's |·|);
-    cosine: with c = ⟨g_C, g_P⟩/(‖g_C‖‖g_P‖),
-      ∂(1 − c)/∂g_C = −g_P/(‖g_C‖‖g_P‖) + c·g_C/‖g_C‖²
-    (where ‖g_C‖‖g_P‖ < eps the clamped denominator is a constant, as in ``discrepancy``).
-    """
-    _check_distance(distance)
-    if distance == "fro":
-        return [2.0 * (c - p) for c, p in zip(g_C, g_P)]
-    if distance == "l1":
-        return [torch.sign(c - p) for c, p in zip(g_C, g_P)]
-    dot, n_C, n_P, denom = _cosine_parts(g_C, g_P, eps)
-    cos = dot / denom
-    # Where the denominator is clamped it is a constant, and only the −g_P/denom term remains.
-    scale = torch.where(n_C * n_P > eps, cos / n_C.pow(2).clamp_min(eps), torch.zeros_like(cos))
-    return [-p / denom + scale * c for c, p in zip(g_C, g_P)]
+# -- D and ∂D/∂g_C live in discrepancy.py; re-exported here for callers of the objective ------------
+from .discrepancy import DISTANCES, discrepancy, discrepancy_direction  # noqa: E402,F401

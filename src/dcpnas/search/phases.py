@@ -3,9 +3,10 @@
 A *step* is a callable ``step(x_train, y_train, x_val, y_val) -> dict`` of scalars; an epoch is
 first-order DARTS alternation: for each pair of (search-train, search-val) batches run the listed
 steps in order. The Parent phase of DCP-NAS is ``[label_weight_step(P), label_arch_step(P)]``, the
-Child phase ``[distill_weight_step(C, P), dcp_arch_step(C, P)]``, per-step alternation is the four
-with inheritance steps in between, DARTS/BNAS are the first pair on one supernet, and the sampling
-baselines use the weight steps on a single path.
+Child phase ``[distill_weight_step(C, teacher), dcp_arch_step(architect, teacher)]``, per-step
+alternation is the four with inheritance steps in between, DARTS/BNAS are the first pair on one
+supernet, and the sampling baselines use the weight steps on a single path. The α-steps are
+objects with explicit inputs (``architect.py``); the steps here only wire batches to them.
 
 Gradients of weights and of α are averaged over ranks explicitly (``all_reduce_mean_``): the
 α-gradients come from ``torch.autograd.grad`` and never pass DDP hooks.
@@ -22,14 +23,14 @@ import torch.nn.functional as F
 
 from ..errors import NonFiniteLossError
 from ..utils.distributed import all_reduce_mean_, autocast_context, is_distributed
-from .child_gradient import child_arch_gradient
+from .architect import ChildArchitect, LabelArchitect, Teacher, correct
 from .config import SearchConfig
 from .learner import Learner
-from .objective import child_weight_objective, parent_forward
+from .objective import child_weight_terms, teaching
 
 __all__ = ["Step", "PhaseDriver", "Meter", "TangentMean", "label_weight_step", "label_arch_step",
            "distill_weight_step", "dcp_arch_step", "inherit_step", "evaluate", "set_mode",
-           "sync_buffers"]
+           "sync_buffers", "balanced_weight_update"]
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict]
 
@@ -50,8 +51,13 @@ def set_mode(net: torch.nn.Module, training: bool) -> None:
         net.train(training)
 
 
-def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (logits.argmax(dim=1) == y).sum().float()
+_correct = correct
+
+
+def _finish_weight_step(learner: Learner, grad_clip: float) -> None:
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(learner.weights, grad_clip)
+    learner.w_opt.step()
 
 
 def weight_update(learner: Learner, loss: torch.Tensor, grad_clip: float) -> None:
@@ -60,26 +66,40 @@ def weight_update(learner: Learner, loss: torch.Tensor, grad_clip: float) -> Non
     learner.w_opt.zero_grad(set_to_none=True)
     loss.backward(inputs=params)
     all_reduce_mean_([p.grad for p in params])
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    learner.w_opt.step()
+    _finish_weight_step(learner, grad_clip)
 
 
-def arch_update(learner: Learner, grads: Sequence[torch.Tensor]) -> None:
-    """α ← Adam(α, ∇L) then the decoupled backtrack (section 5.4 protocol); grads are averaged
-    over ranks in place first."""
-    all_reduce_mean_(list(grads))
-    alphas = learner.alphas
-    dec = learner.decoupled
-    if dec is not None:
-        dec.update_psi(grads)
-        dec.remember(alphas)
-    for a, g in zip(alphas, grads):
-        a.grad = g.detach().to(a.dtype)
-    learner.a_opt.step()
-    learner.a_opt.zero_grad(set_to_none=True)
-    if dec is not None:
-        dec.apply(alphas, learner.net.op_weight_sq_norms(), learner.arch_lr() * learner.weight_lr())
+def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    if not loss.requires_grad:
+        return [torch.zeros_like(p) for p in params]
+    gs = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)]
+
+
+def balanced_weight_update(learner: Learner, distill: torch.Tensor, reconstruction: torch.Tensor,
+                           *, cap: float, grad_clip: float) -> float:
+    """The Child's weight step with G driving it (docs/METHOD.md, Decision R).
+
+    The gradients of −G (+ label CE) and of μL_R are formed apart and averaged over ranks; when
+    ``cap`` > 0 the reconstruction part is scaled down so that ‖μ∇L_R‖ ≤ cap·‖∇G‖; their sum is
+    clipped (``grad_clip``) and stepped. Returns G's share of the weight-gradient norm²,
+    ‖∇G‖² / (‖∇G‖² + ‖μ∇L_R‖²) after the cap (≥ 1/(1 + cap²)). Measured without the cap: 24–37 %
+    early and 2–5 % after three epochs, so L_R, not the Parent, trained the Child.
+    """
+    params = learner.weights
+    g_D, g_R = _grads(distill, params), _grads(reconstruction, params)
+    all_reduce_mean_(g_D + g_R)
+    n_D2 = float(sum(g.double().pow(2).sum() for g in g_D))
+    n_R2 = float(sum(g.double().pow(2).sum() for g in g_R))
+    if cap > 0 and n_R2 > cap * cap * n_D2:
+        scale = cap * math.sqrt(n_D2 / n_R2)
+        for g in g_R:
+            g.mul_(scale)
+        n_R2 = n_R2 * scale * scale
+    for p, d, r in zip(params, g_D, g_R):
+        p.grad = d.add_(r)
+    _finish_weight_step(learner, grad_clip)
+    return n_D2 / (n_D2 + n_R2) if n_D2 + n_R2 > 0 else 1.0
 
 
 class TangentMean:
@@ -130,42 +150,37 @@ def label_arch_step(learner: Learner, cfg: SearchConfig, device: torch.device,
 
     With ``tangent_mean`` the Parent's tangent g_P = −∂CE/∂α of every step is accumulated.
     """
-    name = learner.name
+    architect = LabelArchitect(learner, amp=cfg.amp, device=device)
 
     def step(xt, yt, xv, yv):
-        set_mode(learner.net, True)
-        alphas = learner.alphas
-        with autocast_context(device, cfg.amp):
-            logits = learner.net(xv)
-        loss = F.cross_entropy(logits.float(), yv)
-        grads = list(torch.autograd.grad(loss, alphas))
-        arch_update(learner, grads)  # grads are rank-averaged in place
+        out, tangent = architect.step(xv, yv)
         if tangent_mean is not None:
-            tangent_mean.add([-g for g in grads])
-        return {f"{name}_val_CE": loss.detach(), f"{name}_correct": _correct(logits, yv),
-                f"{name}_count": float(len(yv))}
+            tangent_mean.add(tangent)
+        return out
     return step
 
 
-def distill_weight_step(child: Learner, parent: Learner, cfg: SearchConfig, device: torch.device,
+def distill_weight_step(child: Learner, teacher: Teacher, cfg: SearchConfig, device: torch.device,
                         paths_fn: Optional[Callable[[], Sequence]] = None) -> Step:
-    """ŵ, β on search-train with −G + μL_R (+ label CE), G from the Parent's no-grad eval logits
-    on the same batch (Eqs. 4.32, 4.34, method D.7)."""
+    """ŵ, β on search-train with −G + μL_R (+ label CE), G's target from the teaching Parent on
+    the same batch (Eqs. 4.32, 4.34); the two terms balanced by ``balanced_weight_update``."""
+    oc = cfg.objective
+
     def step(xt, yt, xv, yv):
         paths = paths_fn() if paths_fn else None
         kw = {} if paths is None else {"paths": paths}
-        set_mode(parent.net, False)
+        p_logits = teacher.logits(xt, paths)
         set_mode(child.net, True)
-        with torch.no_grad(), autocast_context(device, cfg.amp):
-            p_logits = parent.net(xt, **kw)
         with autocast_context(device, cfg.amp):
             c_logits = child.net(xt, **kw)
-            loss, parts = child_weight_objective(
-                child.net, c_logits, p_logits, mu=cfg.mu, temperature=cfg.objective.temperature,
-                label_ce_weight=cfg.objective.label_ce_weight, labels=yt,
-                reconstruction_reduction=cfg.objective.reconstruction_reduction)
-        weight_update(child, loss, cfg.optim.grad_clip)
-        out = {"loss_w_hat": loss.detach(), "G": parts["G"], "L_R": parts["L_R"],
+            distill, reconstruction, parts = child_weight_terms(
+                child.net, c_logits, p_logits, mu=cfg.mu, temperature=oc.temperature,
+                label_ce_weight=oc.label_ce_weight, labels=yt,
+                reconstruction_reduction=oc.reconstruction_reduction)
+        share = balanced_weight_update(child, distill, reconstruction,
+                                       cap=oc.reconstruction_cap, grad_clip=cfg.optim.grad_clip)
+        out = {"loss_w_hat": (distill + reconstruction).detach(), "G": parts["G"],
+               "L_R": parts["L_R"], "G_share": share,
                "child_train_correct": _correct(c_logits, yt), "child_train_count": float(len(yt))}
         if "CE" in parts:
             out["child_CE"] = parts["CE"]
@@ -173,35 +188,24 @@ def distill_weight_step(child: Learner, parent: Learner, cfg: SearchConfig, devi
     return step
 
 
-def dcp_arch_step(child: Learner, parent: Learner, cfg: SearchConfig, device: torch.device,
+def dcp_arch_step(architect: ChildArchitect, teacher: Teacher, *, log_discrepancy: bool = False,
                   fixed_tangent: Optional[Callable[[], Optional[list]]] = None) -> Step:
-    """α̂ on search-val with ∇_α̂(−G + λD) (Eq. 4.33 with the configured curvature), then the
-    decoupled correction with R(β∘sign ŵ).
+    """α̂ on search-val with ∇_α̂(−G + λD) (``ChildArchitect``), then the decoupled correction.
 
-    g_P is recomputed on the same batch with the frozen Parent and its own α (default), or taken
-    from ``fixed_tangent()`` (tangent=epoch_mean). G's target and g_P come from one Parent forward.
+    g_P is recomputed on the same batch by the teaching Parent with its own α (default), or taken
+    from ``fixed_tangent()`` (tangent=epoch_mean). G's target and g_P come from one Parent
+    forward. With λ = 0 (CP-NAS) no tangent is computed unless ``log_discrepancy`` asks for D.
+    The teacher's accuracy on the α̂-batch is logged beside the Child's.
     """
-    oc = cfg.objective
-
     def step(xt, yt, xv, yv):
         tangent = fixed_tangent() if fixed_tangent is not None else None
-        set_mode(parent.net, False)
-        set_mode(child.net, True)
-        with autocast_context(device, cfg.amp):
-            p_logits, g_P = parent_forward(parent.net, xv, yv, need_tangent=tangent is None)
+        need = tangent is None and (architect.needs_tangent or log_discrepancy)
+        p_logits, g_P = teacher.logits_and_tangent(xv, yv, need_tangent=need)
         if tangent is None:
-            all_reduce_mean_(g_P)  # the global tangent, like the global Child gradient
             tangent = g_P
-        with autocast_context(device, cfg.amp):
-            ag = child_arch_gradient(
-                child.net, xv, p_logits, tangent, lam=cfg.lam, distance=oc.distance,
-                curvature=oc.curvature, fisher_microbatches=oc.fisher_microbatches,
-                fisher_sign=oc.fisher_sign, temperature=oc.temperature,
-                label_ce_weight=oc.label_ce_weight, labels=yv)
-        arch_update(child, ag.grad)
-        return {"G_val": ag.G, "D": ag.D, "child_correct": _correct(ag.child_logits, yv),
-                "child_count": float(len(yv)), "parent_correct": _correct(p_logits, yv),
-                "parent_count": float(len(yv))}
+        out = architect.step(xv, yv, p_logits, tangent)
+        out.update(teacher_correct=_correct(p_logits, yv), teacher_count=float(len(yv)))
+        return out
     return step
 
 
@@ -255,11 +259,15 @@ def _reduce_scalars(values: dict) -> dict[str, float]:
     return {k: float(v) for k, v in zip(keys, t.tolist())}
 
 
-@torch.no_grad()
 def sync_buffers(*nets: torch.nn.Module) -> None:
-    """Average BN running statistics over ranks (each rank saw its own shard)."""
-    for net in nets:
-        all_reduce_mean_([b for b in net.buffers() if b.is_floating_point()])
+    """BN running statistics made equal over ranks: the one policy of search and training,
+    :func:`dcpnas.utils.distributed.sync_batchnorm_stats` (averaged)."""
+    from ..utils.distributed import sync_batchnorm_stats
+
+    sync_batchnorm_stats(*nets)
+
+
+from ..utils.finite import check_finite_loss  # noqa: E402  (the shared non-finite guard)
 
 
 class PhaseDriver:
@@ -303,11 +311,8 @@ class PhaseDriver:
             for step in steps:
                 values.update(step(xt, yt, xv, yv))
             values = _reduce_scalars(values)
-            for k in LOSS_KEYS:
-                if k in values and not math.isfinite(values[k]):
-                    raise NonFiniteLossError(
-                        f"{k} loss became {values[k]} at {where}, step {i + 1}; last good "
-                        f"checkpoint: {self.last_checkpoint()}")
+            check_finite_loss(values, LOSS_KEYS, where=f"{where}, step {i + 1}",
+                              kept=f"last good checkpoint: {self.last_checkpoint()}")
             meter.add(values)
             self.global_step += 1
             if self.progress is not None:
@@ -328,12 +333,23 @@ class PhaseDriver:
 def evaluate(net: torch.nn.Module, batches, *, data_epoch: int, max_batches: int = 0,
              paths: Optional[Sequence] = None, cfg: Optional[SearchConfig] = None,
              device: Optional[torch.device] = None) -> float:
-    """Top-1 accuracy of ``net`` in eval mode on ``batches`` (all ranks together)."""
+    """Top-1 accuracy of ``net`` on ``batches`` (all ranks together).
+
+    BatchNorm as the Parent teaches (``objective.teacher_bn``; batch statistics with the running
+    ones untouched by default, docs/METHOD.md Decision T): a supernet's running statistics lag its
+    weights over a short search. Without ``cfg``: eval mode.
+    """
     batches.set_epoch(data_epoch)
+    amp = cfg.amp if cfg is not None else False
+    bn = cfg.objective.teacher_bn if cfg is not None else "running"
+    with teaching(net, bn):
+        return _evaluate(net, batches, max_batches=max_batches, paths=paths, amp=amp,
+                         device=device)
+
+
+def _evaluate(net, batches, *, max_batches, paths, amp, device) -> float:
     correct = torch.zeros((), dtype=torch.float64)
     count = torch.zeros((), dtype=torch.float64)
-    amp = cfg.amp if cfg is not None else False
-    set_mode(net, False)
     for i, (x, y) in enumerate(batches):
         if max_batches and i >= max_batches:
             break

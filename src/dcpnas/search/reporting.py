@@ -19,7 +19,7 @@ import torch
 from ..space import PRIMITIVES
 from ..utils.io import atomic_write_bytes
 
-__all__ = ["alpha_entropy", "alpha_weights", "plot_alphas", "profile_summary", "format_summary",
+__all__ = ["diagnostics_summary", "alpha_entropy", "alpha_weights", "plot_alphas", "profile_summary", "format_summary",
            "tensorboard_writer"]
 
 CELLS = ("normal", "reduce")
@@ -87,6 +87,25 @@ def profile_summary(genotype, dataset: str) -> Optional[dict]:
     except Exception:  # a profile is a courtesy; an unusual dataset must not fail the search
         return None
     return {"size": size, "dataset": dataset, **prof.totals()}
+
+
+#: What shows whether the method acts (docs/METHOD.md): ρ and cos of the Child's α̂-step (L), the
+#: backtrack / Adam-step ratios and coefficients (O), G's share of the weight update (R), the
+#: teacher's and the Parent's search-val accuracy (T).
+DIAGNOSTICS = ("rho", "cos_step_gC", "G_share", "child_backtrack_ratio", "child_decoupled_coef",
+               "parent_backtrack_ratio", "parent_decoupled_coef", "teacher_acc", "parent_acc",
+               "child_acc")
+
+
+def diagnostics_summary(history: Sequence[dict]) -> dict:
+    """Per diagnostic: its value in the first epoch that has it ("early"), the last one, and the
+    mean over epochs."""
+    out = {}
+    for key in DIAGNOSTICS:
+        vals = [h[key] for h in history if isinstance(h.get(key), float) and math.isfinite(h[key])]
+        if vals:
+            out[key] = {"early": vals[0], "last": vals[-1], "mean": sum(vals) / len(vals)}
+    return out
 
 
 def _fmt(v) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from ...space import NUM_EDGES, PRIMITIVES
+from ..architect import Teacher
 from ..learner import build_learner
 from ..phases import PhaseDriver, distill_weight_step, evaluate, label_weight_step
 from .base import MethodContext, SearchMethod
@@ -51,7 +52,8 @@ class CpNasSample(SearchMethod):
         self.paths = None
         paths_fn = lambda: self.paths  # noqa: E731 - the steps read the current sample's path
         self.steps = [label_weight_step(self.parent, cfg, dev, paths_fn),
-                      distill_weight_step(self.child, self.parent, cfg, dev, paths_fn)]
+                      distill_weight_step(self.child, Teacher.from_config(self.parent, cfg, dev), cfg, dev,
+                                          paths_fn)]
 
     # -- the schedule -------------------------------------------------------------------------------
     def num_epochs(self) -> int:

@@ -2,14 +2,15 @@
 
 alternation="epoch" (default, literal): epoch 2r is the Parent epoch of round r (w on search-train
 with CE; α on search-val with CE and the decoupled correction using R(w)), after which α̂ ← α;
-epoch 2r+1 is the Child epoch (ŵ, β with −G + μL_R against the Parent's eval logits on the same
-batch; α̂ with ∇(−G + λD) and the decoupled correction using R(β∘sign ŵ)), after which α ← α̂.
+epoch 2r+1 is the Child epoch (ŵ, β with −G + μL_R against the teaching Parent's logits on the
+same batch; α̂ with ∇(−G + λD) and the decoupled correction using R(β∘sign ŵ)), after which α ← α̂.
 alternation="step": one epoch per round, each batch runs P-w, P-α, α̂ ← α, C-ŵ, C-α̂, α ← α̂.
 The genotype is derived from α̂.
 """
 
 from __future__ import annotations
 
+from ..architect import ChildArchitect, Teacher
 from ..learner import build_learner, init_child_from_parent
 from ..phases import (PhaseDriver, TangentMean, dcp_arch_step, distill_weight_step, evaluate,
                       inherit_step, label_arch_step, label_weight_step)
@@ -41,7 +42,11 @@ class DcpNas(SearchMethod):
             fixed = (self.tangent.mean if self.per_step else (lambda: self.fixed_tangent))
         P, C = self.parent, self.child
         self.parent_steps = [label_weight_step(P, cfg, dev), label_arch_step(P, cfg, dev, self.tangent)]
-        self.child_steps = [distill_weight_step(C, P, cfg, dev), dcp_arch_step(C, P, cfg, dev, fixed)]
+        self.teacher = Teacher.from_config(P, cfg, dev)
+        self.architect = ChildArchitect.from_config(C, cfg, dev)
+        self.child_steps = [distill_weight_step(C, self.teacher, cfg, dev),
+                            dcp_arch_step(self.architect, self.teacher, fixed_tangent=fixed,
+                                          log_discrepancy=cfg.objective.log_discrepancy)]
         self.round_steps = (self.parent_steps + [inherit_step(P, C)] + self.child_steps
                             + [inherit_step(C, P)])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from ..architect import Teacher
 from ..learner import build_learner
 from ..phases import PhaseDriver, distill_weight_step, evaluate, label_weight_step
 from .base import MethodContext, SearchMethod
@@ -54,7 +55,8 @@ class RandomSearch(SearchMethod):
             steps = [label_weight_step(child, cfg, dev, lambda: paths)]
         else:
             steps = [label_weight_step(parent, cfg, dev, lambda: paths),
-                     distill_weight_step(child, parent, cfg, dev, lambda: paths)]
+                     distill_weight_step(child, Teacher.from_config(parent, cfg, dev), cfg, dev,
+                                         lambda: paths)]
         self.current = {"index": index, "genotype": genotype, "paths": paths, "child": child,
                         "parent": parent, "steps": steps}
 

@@ -1,0 +1,202 @@
+"""A study: every entry of a set × seeds, each trial a search and then the training of its genotype.
+
+Each trial is two ordinary runs of the command line, in their own run directories::
+
+    <out>/study.json                 the study's settings (set, seeds, presets, entries)
+    <out>/<label>/seed-<s>/search    dcpnas search --preset P --method M --set seed=s <overrides>
+    <out>/<label>/seed-<s>/train     dcpnas train -g <search>/genotype.json --preset T --set seed=s
+    <out>/summary.json, summary.md, summary.png
+
+Trials run as subprocesses (``jobs`` at a time, one thread each), so a crash or a kill stays inside
+one run and the study resumes where it stopped: a run with a summary is done and skipped, one with a
+checkpoint continues with ``--resume``, one with neither starts again. The study directory is
+claimed with kind ``study`` and each sub-run claims its own (``utils.rundir``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import DcpnasError
+from ..utils.io import atomic_write_json
+from ..utils.logging import console
+from .sets import NULL, NULL_PERTURBATION, REFERENCE, Entry, get_study_set
+
+__all__ = ["StudyConfig", "Trial", "plan_trials", "run_study"]
+
+SEARCH_DONE = "summary.json"
+TRAIN_DONE = "summary.json"
+
+
+@dataclass
+class StudyConfig:
+    """What a study runs. ``train_overrides`` apply to every training (the CPU protocol)."""
+
+    set_name: str
+    seeds: int = 3
+    first_seed: int = 0
+    search_preset: str = "quick"
+    train_preset: str = "quick"
+    search_overrides: list[str] = field(default_factory=list)
+    train_overrides: list[str] = field(default_factory=list)
+    noise_floor: bool = True
+    jobs: int = 2
+    train: bool = True
+
+    def validate(self) -> None:
+        if not 1 <= self.seeds <= 100:
+            raise DcpnasError(f"--seeds must be in 1..100, got {self.seeds}")
+        if not 1 <= self.jobs <= 64:
+            raise DcpnasError(f"--jobs must be in 1..64, got {self.jobs}")
+
+
+@dataclass(frozen=True)
+class Trial:
+    entry: Entry
+    seed: int
+    root: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.entry.label / f"seed-{self.seed}"
+
+    @property
+    def search_dir(self) -> Path:
+        return self.dir / "search"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.dir / "train"
+
+
+def study_entries(cfg: StudyConfig) -> list[Entry]:
+    """The set's entries, plus the null perturbation of the reference when the floor is on."""
+    entries = list(get_study_set(cfg.set_name).entries)
+    if cfg.noise_floor and any(e.label == REFERENCE for e in entries) \
+            and not any(e.label == NULL for e in entries):
+        ref = next(e for e in entries if e.label == REFERENCE)
+        entries.append(Entry(NULL, ref.method, ref.overrides +
+                             (f"supernet.alpha_perturbation={NULL_PERTURBATION}",),
+                             paper="noise floor: the reference with α₀ perturbed by 1e-9"))
+    return entries
+
+
+def plan_trials(cfg: StudyConfig, out: Path) -> list[Trial]:
+    """Seed-major order, so that after k seeds every entry has k trials (a stopped study is
+    already paired)."""
+    entries = study_entries(cfg)
+    return [Trial(e, s, out) for s in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+            for e in entries]
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "dcpnas"]
+
+
+def _prepare(run_dir: Path, resume_file: str) -> Optional[bool]:
+    """None: done; True: resume; False: start fresh (a run without a checkpoint is removed)."""
+    if (run_dir / "summary.json").exists():
+        return None
+    if (run_dir / resume_file).exists():
+        return True
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # no finished epoch: nothing to keep
+    return False
+
+
+def search_command(cfg: StudyConfig, t: Trial, resume: bool) -> list[str]:
+    if resume:
+        return _cli() + ["search", "--out", str(t.search_dir), "--resume", "--quiet"]
+    sets = [f"seed={t.seed}", "threads=1", *cfg.search_overrides, *t.entry.overrides]
+    return _cli() + ["search", "--preset", cfg.search_preset, "--method", t.entry.method,
+                     "--out", str(t.search_dir), "--quiet", "--set", *sets]
+
+
+def train_command(cfg: StudyConfig, t: Trial, resume: bool) -> list[str]:
+    if resume:
+        return _cli() + ["train", "--out", str(t.train_dir), "--resume", "--preset",
+                         cfg.train_preset, "--set", f"seed={t.seed}", "threads=1",
+                         *cfg.train_overrides, "-g", str(t.search_dir / "genotype.json")]
+    return _cli() + ["train", "-g", str(t.search_dir / "genotype.json"), "--preset",
+                     cfg.train_preset, "--out", str(t.train_dir), "--set", f"seed={t.seed}",
+                     "threads=1", *cfg.train_overrides]
+
+
+def _run(cmd: Sequence[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        rc = subprocess.call(list(cmd), stdout=f, stderr=subprocess.STDOUT, env=env,
+                             stdin=subprocess.DEVNULL)
+    if rc != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
+        raise DcpnasError(f"{cmd[3]} in {log.parent} exited with status {rc}: "
+                          f"{tail[0] if tail else 'no output'} (log: {log})")
+
+
+def run_trial(cfg: StudyConfig, t: Trial) -> dict:
+    """Search then train one trial, skipping or resuming what is already there."""
+    start = time.perf_counter()
+    state = _prepare(t.search_dir, "ckpt/last.pt")
+    if state is not None:
+        _run(search_command(cfg, t, resume=state), t.dir / "search.log")
+    if cfg.train:
+        state = _prepare(t.train_dir, "checkpoint.pt")
+        if state is not None:
+            _run(train_command(cfg, t, resume=state), t.dir / "train.log")
+    return {"label": t.entry.label, "seed": t.seed, "time_s": time.perf_counter() - start}
+
+
+def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dict:
+    """Run (or continue) the study in ``out``; returns the summary (also written to ``out``)."""
+    from ..utils.rundir import claim_run_dir
+    from .summary import write_summary
+
+    cfg.validate()
+    out = Path(out)
+    trials = plan_trials(cfg, out)       # validates the set before anything is written
+    with claim_run_dir(out, "study", resume=resume) as run:
+        saved = run.path / "study.json"
+        settings = {"format": "dcpnas-study/1", **asdict(cfg),
+                    "entries": [asdict(e) for e in study_entries(cfg)]}
+        settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
+        if saved.exists():
+            old = json.loads(saved.read_text(encoding="utf-8"))
+            keep = ("jobs",)
+            diff = [k for k in settings if k not in keep and old.get(k) != settings[k]]
+            if diff:
+                raise DcpnasError(f"cannot continue the study in {out}: its '{diff[0]}' differs "
+                                  f"from the saved study.json (use another --out)")
+        atomic_write_json(saved, settings)
+        todo = [t for t in trials if not (t.search_dir / SEARCH_DONE).exists()
+                or (cfg.train and not (t.train_dir / TRAIN_DONE).exists())]
+        console(f"study {cfg.set_name}: {len(trials)} trials ({len(trials) - len(todo)} done), "
+                f"{cfg.jobs} at a time -> {out}")
+        failures = []
+
+        def work(t: Trial):
+            try:
+                r = run_trial(cfg, t)
+                console(f"study: {t.entry.label} seed {t.seed} done in {r['time_s']:.0f} s")
+            except DcpnasError as exc:
+                failures.append(str(exc))
+                console(f"study: {t.entry.label} seed {t.seed} FAILED: {exc}")
+
+        with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
+            list(pool.map(work, todo))
+        summary = write_summary(cfg, out, trials)
+        if failures:
+            raise DcpnasError(f"{len(failures)} trial(s) failed, first: {failures[0]} "
+                              f"(rerun the same command to retry; finished trials are kept)")
+        return summary

@@ -1,0 +1,231 @@
+"""What a study reports: per entry the mean ± std over seeds, paired differences to the reference,
+the null-perturbation noise floor, as ``summary.json``, ``summary.md`` and ``summary.png``.
+
+Per trial: the derived 1-bit network's test top-1 (after ``dcpnas train``), the Child supernet's
+final search-val accuracy (the Parent's for ``darts``), MBits and OPs of the trained network,
+search wall time, and the final α. Per entry and seed, paired with the reference on the same seed:
+Δtop-1, Δ(search-val accuracy) and max|Δα| (the raw architecture parameters, both cell types).
+The ``null`` entry's distances to the reference are the floor a difference has to clear.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..utils.io import atomic_write_json, atomic_write_text
+from ..utils.logging import console
+from .sets import NULL, REFERENCE, get_study_set
+
+__all__ = ["trial_result", "aggregate", "format_markdown", "write_summary"]
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _final_alphas(search_dir: Path) -> Optional[list]:
+    """α of the last epoch record in log.jsonl (the genotype was derived from it)."""
+    last = None
+    try:
+        with open(search_dir / "log.jsonl", encoding="utf-8") as f:
+            for line in f:
+                if '"event": "epoch"' in line or '"event":"epoch"' in line:
+                    last = line
+    except OSError:
+        return None
+    if last is None:
+        return None
+    try:
+        return json.loads(last).get("alphas")
+    except ValueError:
+        return None
+
+
+def _flat(alphas) -> list[float]:
+    out: list[float] = []
+
+    def walk(x):
+        if isinstance(x, list):
+            for v in x:
+                walk(v)
+        else:
+            out.append(float(x))
+    walk(alphas)
+    return out
+
+
+def trial_result(trial) -> dict:
+    """The figures of one trial (missing ones are None)."""
+    s = _read_json(trial.search_dir / "summary.json") or {}
+    t = _read_json(trial.train_dir / "summary.json") or {}
+    final = s.get("final", {})
+    acc = final.get("child_acc", final.get("parent_acc"))
+    prof = t.get("profile") or {}
+    return {"label": trial.entry.label, "seed": trial.seed,
+            "search_done": bool(s), "train_done": bool(t),
+            "test_top1": (t.get("final") or {}).get("top1"),
+            "search_val_acc": acc, "parent_val_acc": final.get("parent_acc"),
+            "mbits": prof.get("mbits"), "ops": prof.get("ops"),
+            "search_time_s": s.get("wall_time_s"), "train_time_s": t.get("time_s"),
+            "genotype": s.get("genotype_darts"),
+            "alphas": _final_alphas(trial.search_dir) if s else None}
+
+
+def _stats(values: Sequence[Optional[float]]) -> dict:
+    v = [float(x) for x in values if x is not None and not math.isnan(float(x))]
+    if not v:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "n": len(v)}
+
+
+def _max_abs_diff(a, b) -> Optional[float]:
+    if a is None or b is None:
+        return None
+    fa, fb = _flat(a), _flat(b)
+    if len(fa) != len(fb) or not fa:
+        return None
+    return max(abs(x - y) for x, y in zip(fa, fb))
+
+
+def aggregate(results: list[dict], labels: Sequence[str]) -> dict:
+    """Per-label statistics and the paired differences to the reference (same seed)."""
+    by = {(r["label"], r["seed"]): r for r in results}
+    seeds = sorted({r["seed"] for r in results})
+    rows = {}
+    for label in labels:
+        mine = [by[(label, s)] for s in seeds if (label, s) in by]
+        paired = {"d_top1": [], "d_val_acc": [], "max_d_alpha": []}
+        for r in mine:
+            ref = by.get((REFERENCE, r["seed"]))
+            if ref is None or label == REFERENCE:
+                continue
+            for key, field in (("d_top1", "test_top1"), ("d_val_acc", "search_val_acc")):
+                if r[field] is not None and ref[field] is not None:
+                    paired[key].append(r[field] - ref[field])
+            d = _max_abs_diff(r["alphas"], ref["alphas"])
+            if d is not None:
+                paired["max_d_alpha"].append(d)
+        rows[label] = {
+            "seeds": [r["seed"] for r in mine],
+            "test_top1": _stats([r["test_top1"] for r in mine]),
+            "search_val_acc": _stats([r["search_val_acc"] for r in mine]),
+            "mbits": _stats([r["mbits"] for r in mine]),
+            "ops": _stats([r["ops"] for r in mine]),
+            "search_time_s": _stats([r["search_time_s"] for r in mine]),
+            "paired": {k: {**_stats(v), "values": v} for k, v in paired.items()},
+        }
+    floor = rows.get(NULL, {}).get("paired")
+    return {"rows": rows, "seeds": seeds,
+            "noise_floor": None if floor is None else {
+                "max_d_alpha": floor["max_d_alpha"]["mean"],
+                "abs_d_top1": _stats([abs(v) for v in floor["d_top1"]["values"]])["mean"],
+                "abs_d_val_acc": _stats([abs(v) for v in floor["d_val_acc"]["values"]])["mean"]}}
+
+
+def _pm(s: dict, scale: float = 1.0, digits: int = 2) -> str:
+    if s.get("mean") is None:
+        return "—"
+    return f"{s['mean'] * scale:.{digits}f} ± {s['std'] * scale:.{digits}f}"
+
+
+def _g(x: Optional[float]) -> str:
+    return "—" if x is None else f"{x:.2g}"
+
+
+def _alpha(d: Optional[float], floor: dict) -> str:
+    f = floor.get("max_d_alpha") if floor else None
+    if d is None:
+        return "—"
+    return f"{d:.2g} ({d / f:.1f}× floor)" if f else f"{d:.2g}"
+
+
+def format_markdown(agg: dict, set_caption: str, papers: dict, command: str) -> str:
+    floor = agg.get("noise_floor") or {}
+    lines = [f"{set_caption}", "",
+             f"Seeds {agg['seeds']}; mean ± std over seeds; Δ = paired difference to `{REFERENCE}` "
+             f"on the same seed. Command: `{command}`", "",
+             "| config | book | 1-bit test top-1 % | Δ top-1 | Child search-val acc | Δ acc | "
+             "max\\|Δα\\| | MBits | MOPs | search s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, r in agg["rows"].items():
+        p = r["paired"]
+        lines.append(
+            f"| {label} | {papers.get(label, '')} | {_pm(r['test_top1'])} | "
+            f"{_pm(p['d_top1']) if label != REFERENCE else ''} | {_pm(r['search_val_acc'], 1, 3)} | "
+            f"{_pm(p['d_val_acc'], 1, 3) if label != REFERENCE else ''} | "
+            f"{_alpha(p['max_d_alpha']['mean'], floor) if label != REFERENCE else ''} | "
+            f"{_pm(r['mbits'], 1, 3)} | {_pm(r['ops'], 1e-6, 2)} | {_pm(r['search_time_s'], 1, 0)} |")
+    if floor:
+        lines += ["", f"Noise floor (`{NULL}`: `{REFERENCE}` with α₀ perturbed by 1e-9, same seeds): "
+                      f"max|Δα| {_g(floor['max_d_alpha'])}, |Δ top-1| {_g(floor['abs_d_top1'])} "
+                      f"points, |Δ acc| {_g(floor['abs_d_val_acc'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_summary(agg: dict, results: list[dict], path: Path) -> Optional[Path]:
+    """Two panels: test top-1 per seed with mean ± std; max|Δα| to the reference against the floor."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    labels = list(agg["rows"])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, label in enumerate(labels):
+        vals = [r["test_top1"] for r in results if r["label"] == label and r["test_top1"] is not None]
+        a1.scatter([i] * len(vals), vals, s=18, color="#1f77b4", alpha=0.7)
+        st = agg["rows"][label]["test_top1"]
+        if st["mean"] is not None:
+            a1.errorbar([i + 0.15], [st["mean"]], yerr=[st["std"]], fmt="s", color="#d62728",
+                        capsize=3, markersize=5)
+    a1.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    a1.set_ylabel("1-bit test top-1 (%)")
+    a1.set_title("derived 1-bit network, per seed (dots) and mean ± std")
+    others = [lab for lab in labels if lab != REFERENCE]
+    for i, label in enumerate(others):
+        vals = agg["rows"][label]["paired"]["max_d_alpha"]["values"]
+        a2.scatter([i] * len(vals), vals, s=18, color="#2ca02c" if label != NULL else "#7f7f7f")
+    floor = (agg.get("noise_floor") or {}).get("max_d_alpha")
+    if floor:
+        a2.axhline(floor, color="#7f7f7f", ls="--", lw=1, label=f"noise floor {floor:.2g}")
+        a2.axhline(5 * floor, color="#7f7f7f", ls=":", lw=1, label="5 × floor")
+        a2.legend(fontsize=8)
+    a2.set_xticks(range(len(others)), others, rotation=30, ha="right")
+    a2.set_yscale("log")
+    a2.set_ylabel(f"max|Δα| to {REFERENCE}, same seed")
+    a2.set_title("how far each configuration moves α")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_summary(cfg, out: Path, trials) -> dict:
+    results = [trial_result(t) for t in trials]
+    labels = list(dict.fromkeys(t.entry.label for t in trials))
+    agg = aggregate(results, labels)
+    caption = get_study_set(cfg.set_name).caption
+    papers = {t.entry.label: t.entry.paper for t in trials}
+    command = (f"dcpnas study {cfg.set_name} --seeds {cfg.seeds} --search-preset "
+               f"{cfg.search_preset} --train-preset {cfg.train_preset}"
+               + (" --search-set " + " ".join(cfg.search_overrides) if cfg.search_overrides else "")
+               + (" --train-set " + " ".join(cfg.train_overrides) if cfg.train_overrides else ""))
+    md = format_markdown(agg, caption, papers, command)
+    summary = {"format": "dcpnas-study-summary/1", "set": cfg.set_name, "caption": caption,
+               **agg, "trials": [{k: v for k, v in r.items() if k != "alphas"} for r in results]}
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "summary.md", md)
+    png = plot_summary(agg, results, out / "summary.png")
+    summary["files"] = {"markdown": "summary.md", "plot": png.name if png else None}
+    console(md)
+    return summary
