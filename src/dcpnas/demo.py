@@ -66,7 +66,7 @@ def run_demo(out, *, search_preset: str = "quick", train_preset: str = "quick", 
 
     summary = {
         "genotype": found.genotype.to_dict(), "genotype_darts": found.genotype.to_darts(),
-        "search_s": search_s, "total_s": time.time() - started, "networks": results,
+        "search": _search_figures(found), "search_s": search_s, "total_s": time.time() - started, "networks": results,
         "export": {**packed.to_dict(), "onnx": onnx_path},
         "plots": {"cells": [str(p) for p in sorted((out / "search").glob("cell*"))
                             + sorted((out / "search").glob("genotype*.svg"))
@@ -77,6 +77,20 @@ def run_demo(out, *, search_preset: str = "quick", train_preset: str = "quick", 
     atomic_write_json(out / "summary.json", summary)
     console(format_summary(summary))
     return summary
+
+
+def _search_figures(found) -> dict:
+    """Whether the search searched: search-val accuracies, α's entropy against ln 8, and the
+    diagnostics of docs/METHOD.md (ρ, G's share, the backtrack ratio)."""
+    import math
+
+    hist = [h for h in found.history if "alpha_entropy" in h]
+    final = found.summary.get("final", {})
+    diag = found.summary.get("diagnostics", {})
+    return {"parent_acc": final.get("parent_acc"), "child_acc": final.get("child_acc"),
+            "entropy_start": math.log(8), "entropy_end": hist[-1]["alpha_entropy"] if hist else None,
+            "rho": diag.get("rho", {}).get("mean"), "G_share": diag.get("G_share", {}).get("mean"),
+            "backtrack_ratio": diag.get("child_backtrack_ratio", {}).get("mean")}
 
 
 def _curves(folder: Path):
@@ -92,8 +106,13 @@ def format_summary(s: dict) -> str:
     for name, r in nets.items():
         rows.append(f"{name:<13}{_f(r['top1']):>9}{_f(r['top5']):>9}{r['mbits']:>9.3f}"
                     f"{r['ops'] / 1e6:>10.2f}{r['train_s']:>9.0f}")
+    sf = s.get("search", {})
     lines = ["", "DCP-NAS demo summary", "-" * 59, *rows, "-" * 59,
              f"search time      {s['search_s']:.0f} s   (whole demo {s['total_s']:.0f} s)",
+             f"search-val acc   Parent {_g(sf.get('parent_acc'))}, Child {_g(sf.get('child_acc'))}"
+             f" (chance 0.10); H(α) {_g(sf.get('entropy_end'))} of ln 8 = 2.079",
+             f"search acts      ρ {_g(sf.get('rho'))} (D's share of the α̂-step), G's share of the "
+             f"weight step {_g(sf.get('G_share'))}, backtrack/Adam {_g(sf.get('backtrack_ratio'))}",
              f"genotype         {s['genotype_darts']}",
              f"files            fp32 model {ex.get('reference_file_bytes') or ex['fp32_state_bytes']:,} B -> "
              f"packed {ex['file_bytes']:,} B ({ex['file_ratio']:.1f}x); 1-bit weights "
@@ -103,6 +122,10 @@ def format_summary(s: dict) -> str:
         for p in s["plots"][kind]:
             lines.append(f"plot ({kind:<6}) {p}")
     return "\n".join(lines)
+
+
+def _g(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
 
 
 def _f(x) -> str:

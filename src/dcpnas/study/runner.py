@@ -2,10 +2,15 @@
 
 Each trial is two ordinary runs of the command line, in their own run directories::
 
-    <out>/study.json                 the study's settings (set, seeds, presets, entries)
+    <out>/study-<set>.json           the study's settings (set, seeds, presets, entries)
+    <out>/<label>/seed-<s>/trial.json what the trial runs (entry, seed, presets, overrides)
     <out>/<label>/seed-<s>/search    dcpnas search --preset P --method M --set seed=s <overrides>
     <out>/<label>/seed-<s>/train     dcpnas train -g <search>/genotype.json --preset T --set seed=s
-    <out>/summary.json, summary.md, summary.png
+    <out>/summary-<set>.json, .md, .png
+
+Several sets may share one directory: a trial is identified by its label and seed, so the entries
+that the paper's tables have in common (``dcpnas``, ``null``) run once; ``trial.json`` makes sure
+a label means the same configuration in every set (a clash is refused).
 
 Trials run as subprocesses (``jobs`` at a time, one thread each), so a crash or a kill stays inside
 one run and the study resumes where it stopped: a run with a summary is done and skipped, one with a
@@ -145,9 +150,36 @@ def _run(cmd: Sequence[str], log: Path) -> None:
                           f"{tail[0] if tail else 'no output'} (log: {log})")
 
 
+def trial_settings(cfg: StudyConfig, t: Trial) -> dict:
+    return json.loads(json.dumps({
+        "entry": {"label": t.entry.label, "method": t.entry.method,
+                  "overrides": list(t.entry.overrides)},
+        "seed": t.seed, "search_preset": cfg.search_preset, "train_preset": cfg.train_preset,
+        "search_overrides": cfg.search_overrides, "train_overrides": cfg.train_overrides,
+        "train": cfg.train}))
+
+
+def check_trial(cfg: StudyConfig, t: Trial) -> None:
+    """Refuse a trial folder that holds another configuration under the same label."""
+    path = t.dir / "trial.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            old = None
+        new = trial_settings(cfg, t)
+        if old != new:
+            diff = sorted(k for k in new if not isinstance(old, dict) or old.get(k) != new[k])
+            raise DcpnasError(f"{t.dir} holds a trial of another configuration ({', '.join(diff)} "
+                              f"differ); give this entry another label or use another --out")
+
+
 def run_trial(cfg: StudyConfig, t: Trial) -> dict:
     """Search then train one trial, skipping or resuming what is already there."""
     start = time.perf_counter()
+    check_trial(cfg, t)
+    t.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(t.dir / "trial.json", trial_settings(cfg, t))
     state = _prepare(t.search_dir, "ckpt/last.pt")
     if state is not None:
         _run(search_command(cfg, t, resume=state), t.dir / "search.log")
@@ -158,6 +190,16 @@ def run_trial(cfg: StudyConfig, t: Trial) -> dict:
     return {"label": t.entry.label, "seed": t.seed, "time_s": time.perf_counter() - start}
 
 
+def set_file_name(cfg: StudyConfig) -> str:
+    """The set's name as a file-name part (a set from a file: its 'name' or the file's stem)."""
+    import re
+    return re.sub(r"[^A-Za-z0-9._-]", "_", get_study_set(cfg.set_name).name)[:64]
+
+
+def _has_studies(out: Path) -> bool:
+    return out.is_dir() and any(out.glob("study-*.json"))
+
+
 def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dict:
     """Run (or continue) the study in ``out``; returns the summary (also written to ``out``)."""
     from ..utils.rundir import claim_run_dir
@@ -166,8 +208,11 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
     cfg.validate()
     out = Path(out)
     trials = plan_trials(cfg, out)       # validates the set before anything is written
-    with claim_run_dir(out, "study", resume=resume) as run:
-        saved = run.path / "study.json"
+    for t in trials:
+        check_trial(cfg, t)
+    name = set_file_name(cfg)
+    with claim_run_dir(out, "study", resume=resume or _has_studies(out)) as run:
+        saved = run.path / f"study-{name}.json"
         settings = {"format": "dcpnas-study/1", **asdict(cfg),
                     "entries": [asdict(e) for e in study_entries(cfg)]}
         settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
@@ -195,7 +240,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
 
         with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
             list(pool.map(work, todo))
-        summary = write_summary(cfg, out, trials)
+        summary = write_summary(cfg, out, trials, name)
         if failures:
             raise DcpnasError(f"{len(failures)} trial(s) failed, first: {failures[0]} "
                               f"(rerun the same command to retry; finished trials are kept)")

@@ -210,7 +210,7 @@ def plot_summary(agg: dict, results: list[dict], path: Path) -> Optional[Path]:
     return path
 
 
-def write_summary(cfg, out: Path, trials) -> dict:
+def write_summary(cfg, out: Path, trials, name: str) -> dict:
     results = [trial_result(t) for t in trials]
     labels = list(dict.fromkeys(t.entry.label for t in trials))
     agg = aggregate(results, labels)
@@ -223,9 +223,10 @@ def write_summary(cfg, out: Path, trials) -> dict:
     md = format_markdown(agg, caption, papers, command)
     summary = {"format": "dcpnas-study-summary/1", "set": cfg.set_name, "caption": caption,
                **agg, "trials": [{k: v for k, v in r.items() if k != "alphas"} for r in results]}
-    atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.md", md)
-    png = plot_summary(agg, results, out / "summary.png")
-    summary["files"] = {"markdown": "summary.md", "plot": png.name if png else None}
+    stem = f"summary-{name}"
+    atomic_write_json(out / f"{stem}.json", summary)
+    atomic_write_text(out / f"{stem}.md", md)
+    png = plot_summary(agg, results, out / f"{stem}.png")
+    summary["files"] = {"markdown": f"{stem}.md", "plot": png.name if png else None}
     console(md)
     return summary

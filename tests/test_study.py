@@ -1,0 +1,121 @@
+"""`dcpnas study`: set files read within bounds, the summary's statistics on hand-made results, and a
+tiny study end to end (trials as subprocesses, skipped when finished, a label clash refused)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from dcpnas.errors import ConfigError
+from dcpnas.study import StudyConfig, aggregate, get_study_set, load_study_file, plan_trials
+from dcpnas.study.sets import NULL, REFERENCE
+
+
+def test_named_sets_hold_the_papers_rows():
+    assert [e.label for e in get_study_set("table-4.3").entries] == [
+        "dcpnas", "cpnas", "cpnas-sample", "bnas", "darts", "random", "dcpnas-exact"]
+    assert {e.method for e in get_study_set("table-4.3").entries} >= {"cpnas-sample", "random"}
+    assert [e.label for e in get_study_set("table-4.4").entries] == ["dcpnas", "l1", "cosine"]
+    t42 = get_study_set("table-4.2").entries
+    assert t42[-1].overrides == ("ablation.use_discrepancy=false", "ablation.use_reconstruction=false")
+    with pytest.raises(ConfigError, match="did you mean table-4.3"):
+        get_study_set("table-4.33")
+
+
+def test_plan_adds_the_null_perturbation_seed_major(tmp_path):
+    trials = plan_trials(StudyConfig("table-4.4", seeds=2), tmp_path)
+    assert [(t.entry.label, t.seed) for t in trials[:4]] == [
+        ("dcpnas", 0), ("l1", 0), ("cosine", 0), ("null", 0)]
+    assert "supernet.alpha_perturbation=1e-09" in trials[3].entry.overrides
+    assert len(plan_trials(StudyConfig("table-4.4", seeds=2, noise_floor=False), tmp_path)) == 6
+
+
+@pytest.mark.parametrize("content, match", [
+    ("not json", "not valid JSON"),
+    ('{"entries": 3}', "list 'entries'"),
+    ('{"entries": []}', "1..64"),
+    ('{"entries": [{"label": "a", "colour": "red"}]}', "unknown keys"),
+    ('{"entries": [{"label": "../x"}]}', "label"),
+    ('{"entries": [{"label": "a", "overrides": ["lam"]}]}', "KEY=VALUE"),
+    ('{"entries": [{"label": "a"}, {"label": "a"}]}', "duplicate labels"),
+    ('{"entries": [{"label": 5}]}', "string 'label'"),
+])
+def test_study_file_errors_name_the_problem(tmp_path, content, match):
+    p = tmp_path / "set.json"
+    p.write_text(content)
+    with pytest.raises(ConfigError, match=match):
+        load_study_file(p)
+
+
+def test_study_file_size_is_bounded(tmp_path):
+    p = tmp_path / "big.json"
+    p.write_text(" " * (1 << 20 + 1))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_study_file(p)
+
+
+def test_study_file_is_read(tmp_path):
+    p = tmp_path / "lams.json"
+    p.write_text(json.dumps({"name": "lams", "entries": [
+        {"label": "dcpnas"}, {"label": "lam-0.1", "overrides": ["objective.lam=0.1"]}]}))
+    s = get_study_set(str(p))
+    assert s.name == "lams" and s.entries[1].overrides == ("objective.lam=0.1",)
+
+
+def _r(label, seed, top1, acc, alphas):
+    return {"label": label, "seed": seed, "test_top1": top1, "search_val_acc": acc, "mbits": 1.0,
+            "ops": 2e6, "search_time_s": 10.0, "alphas": alphas}
+
+
+def test_aggregate_by_hand():
+    res = [_r(REFERENCE, 0, 70.0, 0.5, [[0.0, 1.0]]), _r(REFERENCE, 1, 72.0, 0.7, [[1.0, 1.0]]),
+           _r("x", 0, 71.0, 0.4, [[0.5, 1.0]]), _r("x", 1, 75.0, 0.6, [[1.0, -1.0]]),
+           _r(NULL, 0, 70.5, 0.5, [[0.0, 1.1]]), _r(NULL, 1, 71.0, 0.7, [[1.0, 0.9]])]
+    agg = aggregate(res, [REFERENCE, "x", NULL])
+    x = agg["rows"]["x"]
+    assert x["test_top1"]["mean"] == pytest.approx(73.0)
+    assert x["test_top1"]["std"] == pytest.approx(math.sqrt(8.0))        # sample std of 71, 75
+    assert x["paired"]["d_top1"]["values"] == pytest.approx([1.0, 3.0])
+    assert x["paired"]["d_val_acc"]["values"] == pytest.approx([-0.1, -0.1])
+    assert x["paired"]["max_d_alpha"]["values"] == pytest.approx([0.5, 2.0])
+    floor = agg["noise_floor"]
+    assert floor["max_d_alpha"] == pytest.approx(0.1)
+    assert floor["abs_d_top1"] == pytest.approx(0.75)                    # |0.5|, |−1|
+    assert agg["rows"][REFERENCE]["paired"]["d_top1"]["n"] == 0
+
+
+def _study(tmp_path, npz, *extra, out="st"):
+    search = [f"data.dataset=npz:{npz}", "data.limit=32", "data.batch_size=8", "data.resolution=0",
+              "supernet.C=2", "schedule.rounds=1", "schedule.steps_per_epoch=1",
+              "data.eval_batches=1", "tensorboard=false"]
+    cmd = [sys.executable, "-m", "dcpnas", "study", *extra, "--seeds", "1", "--no-train",
+           "--jobs", "2", "--out", str(tmp_path / out), "--search-set", *search]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_study_end_to_end_skips_finished_trials_and_refuses_a_label_clash(tmp_path, tiny_npz):
+    r = _study(tmp_path, tiny_npz, "smoke")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "st"
+    summary = json.loads((out / "summary-smoke.json").read_text())
+    assert set(summary["rows"]) == {"dcpnas", "cpnas", "null"}
+    assert summary["rows"]["cpnas"]["paired"]["max_d_alpha"]["n"] == 1
+    assert summary["noise_floor"]["max_d_alpha"] is not None
+    assert (out / "summary-smoke.md").read_text().startswith("two entries")
+    for label in ("dcpnas", "cpnas", "null"):
+        assert (out / label / "seed-0" / "search" / "summary.json").exists()
+    # Run again: nothing to do, every trial is kept.
+    stamp = (out / "dcpnas" / "seed-0" / "search" / "summary.json").stat().st_mtime_ns
+    r = _study(tmp_path, tiny_npz, "smoke")
+    assert r.returncode == 0 and "3 trials (3 done)" in r.stdout
+    assert (out / "dcpnas" / "seed-0" / "search" / "summary.json").stat().st_mtime_ns == stamp
+    # A set that uses the label "cpnas" for another configuration is refused, nothing run.
+    clash = tmp_path / "clash.json"
+    clash.write_text(json.dumps({"entries": [{"label": "cpnas", "overrides": ["objective.lam=1"]}]}))
+    r = _study(tmp_path, tiny_npz, str(clash))
+    assert r.returncode == 2 and "another configuration" in r.stderr
+    assert "Traceback" not in r.stderr
