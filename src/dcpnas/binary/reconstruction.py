@@ -8,6 +8,8 @@ import torch.nn as nn
 from .layers import binary_convs
 from .quantizers import hard_sign
 
+REDUCTIONS = ("sum", "mean")
+
 
 def reconstruction_loss(module: nn.Module, reduction: str = "sum") -> torch.Tensor:
     """L_R summed over every BinaryConv2d of ``module``.
@@ -17,8 +19,8 @@ def reconstruction_loss(module: nn.Module, reduction: str = "sum") -> torch.Tens
     ``reduction="mean"`` averages each layer's error over its weights before summing over layers,
     which keeps the term's scale independent of the network width.
     """
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     convs = binary_convs(module)
     if not convs:
         return torch.zeros(())
