@@ -109,7 +109,7 @@ class SearchLoop:
         """Run (or resume) the search. The run directory is checked first (reading only), the inputs
         next (config, data, method), and only then claimed (marker, lock) and written to."""
         check_finite_config(self.cfg)
-        check_run_dir(self.out, "search", resume=resume)
+        check_run_dir(self.out, "search", resume=resume, probe_lock=self.env.is_main)
         self._check_out_dir(resume, load=False)
         seed_everything(self.cfg.seed, self.cfg.deterministic)
         self.data = build_search_data(self.cfg, self.env)

@@ -120,7 +120,7 @@ def _sign_bits(t: torch.Tensor) -> bytes:
 
 def _source(source) -> tuple[nn.Module, ModelSpec, dict, Optional[int]]:
     if isinstance(source, (str, os.PathLike)):
-        model, spec, payload = load_model(source, purpose="export")
+        model, spec, payload = load_model(source)
         return model, spec, dict(payload.get("metrics") or {}), os.path.getsize(source)
     model, spec = source
     return model, spec, {}, None

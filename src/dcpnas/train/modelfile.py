@@ -64,13 +64,14 @@ def is_packed(path: str | os.PathLike) -> bool:
         return False
 
 
-def read_model_file(path: str | os.PathLike, *, purpose: str = "this") -> tuple[ModelSpec, dict, dict]:
+def read_model_file(path: str | os.PathLike, *, purpose: str | None = None) -> tuple[ModelSpec, dict, dict]:
     """(spec, state_dict, payload) from a model file (model.pt) or a training checkpoint; ``purpose``
-    names the caller in the message for a packed file (``model.init_from``, ``teacher.checkpoint``)."""
+    names the setting in the message for a packed file (``model.init_from``, ``teacher.checkpoint``)."""
     regular_file(path, what="checkpoint")
     if is_packed(path):
-        raise DataError(f"{path} is a packed .dcpnas model, which only 'dcpnas eval' and load_packed read; "
-                        f"{purpose} needs the model.pt (or checkpoint.pt) it was exported from")
+        raise DataError(f"{path} is a packed .dcpnas model (read by 'dcpnas eval' and load_packed only); "
+                        f"{'for ' + purpose + ', ' if purpose else ''}pass the model.pt (or checkpoint.pt) "
+                        f"it was exported from")
     payload = load_checkpoint(path)
     if not isinstance(payload, dict) or "spec" not in payload or "state_dict" not in payload:
         raise DataError(f"{path} is not a dcpnas model or training checkpoint (no spec/state_dict; "
@@ -95,7 +96,7 @@ def _fit(model: nn.Module, state: dict, path, what: str) -> None:
         raise DataError(f"{path}: the {what} do not fit the stored model spec ({detail})") from None
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", *, purpose: str = "this"
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", *, purpose: str | None = None
                ) -> tuple[nn.Module, ModelSpec, dict]:
     """Rebuild the network a model file describes and load its weights; returns (model in eval mode,
     spec, payload)."""

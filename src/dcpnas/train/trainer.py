@@ -361,10 +361,12 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, dataset, env: Optional[
         dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download)
     data = build_data(cfg, env, dataset)
     spec = model_spec(cfg, data)
-    if cfg.model.init_from:
-        from .modelfile import read_model_file
+    from .modelfile import read_model_file
 
-        read_model_file(cfg.model.init_from, purpose="model.init_from")   # readable, and a model file
+    if cfg.model.init_from:  # readable, and a model file (not a packed one), before anything is written
+        read_model_file(cfg.model.init_from, purpose="model.init_from")
+    if cfg.teacher.kind == "checkpoint" and cfg.teacher.checkpoint:
+        read_model_file(cfg.teacher.checkpoint, purpose="teacher.checkpoint")
     with claim_run_dir(out, "train", resume=resume and strict, enabled=env.is_main):
         try:
             return _train_claimed(cfg, out, resume, dataset, env, role, data, spec)

@@ -50,6 +50,7 @@ from typing import Iterator
 
 from ..errors import RunDirError, WriteError
 from .io import TEMP_SUFFIX, atomic_write_json, os_reason, remove_stale_temps
+from .logging import is_main_process
 
 try:
     import fcntl
@@ -119,9 +120,13 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def check_run_dir(path: str | os.PathLike, kind: str, *, resume: bool = False) -> Path:
+def check_run_dir(path: str | os.PathLike, kind: str, *, resume: bool = False,
+                  probe_lock: bool | None = None) -> Path:
     """Raise :class:`RunDirError` unless a ``kind`` run may (``resume=False``: start, ``True``: continue)
-    in ``path``; reads only. Returns ``path`` as a Path."""
+    in ``path``; reads only. Returns ``path`` as a Path.
+
+    ``probe_lock`` (default: on rank 0 only, whose claim it anticipates) also refuses a directory whose
+    lock another process holds right now, naming it: that is the first thing a user needs to know."""
     _check_kind(kind)
     if not str(path).strip():
         raise RunDirError("the run directory is an empty string (--out ''); name a directory")
@@ -135,6 +140,8 @@ def check_run_dir(path: str | os.PathLike, kind: str, *, resume: bool = False) -
         if resume:
             raise RunDirError(f"nothing to resume in {path}: it does not exist")
         return path
+    if probe_lock if probe_lock is not None else is_main_process():
+        _probe(path)
     found = run_kind(path)
     if found is None:
         # The lock file and atomic-write temp files (a marker being written right now) are not content.
@@ -161,6 +168,26 @@ def _holder(fd: int) -> str:
                 f"{info.get('since', '?')})")
     except (OSError, ValueError, KeyError, TypeError):
         return "another process (PID not recorded yet)"
+
+
+def _probe(path: Path) -> None:
+    """Refuse ``path`` when its lock is held; takes and drops the lock at once, writes nothing."""
+    if fcntl is None or not (path / LOCK).is_file():
+        return
+    try:
+        fd = os.open(path / LOCK, os.O_RDONLY)
+    except OSError:
+        return  # unreadable: the claim will say why
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise RunDirError(f"run directory {path} is in use by {_holder(fd)}; wait for it to finish or choose "
+                          f"another --out") from None
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _lock(path: Path, kind: str) -> int | None:
@@ -211,7 +238,7 @@ def claim_run_dir(path: str | os.PathLike, kind: str, *, resume: bool = False,
     :class:`RunDirError` (refused) before writing anything of its own into a directory it refuses.
     ``enabled=False`` (ranks other than 0) only checks, without creating or locking.
     """
-    path = check_run_dir(path, kind, resume=resume)
+    path = check_run_dir(path, kind, resume=resume, probe_lock=enabled)
     if not enabled:
         yield RunDir(path, kind)
         return
@@ -221,7 +248,7 @@ def claim_run_dir(path: str | os.PathLike, kind: str, *, resume: bool = False,
         raise RunDirError(f"cannot create run directory {path}: {os_reason(exc)}") from None
     fd = _lock(path, kind)
     try:
-        check_run_dir(path, kind, resume=resume)
+        check_run_dir(path, kind, resume=resume, probe_lock=False)   # we hold it now
         fresh = run_kind(path) is None
         if not (path / MARKER).exists():  # a new run, or one written before markers existed
             marker = {"format": MARKER_FORMAT, "kind": kind,
