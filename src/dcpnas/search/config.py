@@ -159,11 +159,13 @@ class OptimConfig:
 class ObjectiveConfig:
     """L = −G + λD + μL_R (Eq. 4.32) and how its α̂-gradient is computed (docs/METHOD.md)."""
 
-    # λ acts on D divided by the tangent's scale (discrepancy_scale=tangent), so one λ means the
-    # same at every supernet size; its default is calibrated so that ρ = ‖λ·H_G·∂D/∂g_C‖/‖g_C‖
-    # lies in [0.05, 0.5] early in the Child epochs (README, "Measured"). The book's λ = 5e-3 on
-    # the raw D: discrepancy_scale=none lam=5e-3 (ρ ≈ 1e-4 at our sizes: D then has no effect).
-    lam: float = 5e-3
+    # λ acts on D divided by the tangent's scale (discrepancy_scale=tangent), so one λ means about
+    # the same at every supernet size (measured ρ/λ = 6.8, 4.4, 3.4 at the quick, fashion-mnist and
+    # cifar10 sizes, benchmarks/calibrate_lambda.py); λ = 0.03 puts ρ = ‖λ·H_G·∂D/∂g_C‖/‖g_C‖ at
+    # 0.10–0.21 early in the Child epochs of every preset (target 0.05–0.5, docs/METHOD.md
+    # Decision L). The book's λ = 5e-3 on the raw D: discrepancy_scale=none lam=5e-3 (ρ ≈ 1e-4 at
+    # our sizes: D then has no effect).
+    lam: float = 0.03
     mu: float = 0.2
     distance: str = "fro"              # fro | l1 | cosine (Table 4.4, Eq. 4.31)
     discrepancy_scale: str = "tangent"  # tangent: D / ‖g_P‖² (fro), / ‖g_P‖₁ (l1) | none: raw D
@@ -183,8 +185,9 @@ class ObjectiveConfig:
     teacher_bn: str = "batch"
     reconstruction_reduction: str = "sum"
     # ‖μ∇L_R‖ is capped at this multiple of ‖∇G‖ in the Child's weight step, so G's share of the
-    # weight-gradient norm² stays ≥ 1/(1 + cap²) (50 % at 1). 0: no cap (the book's plain sum).
-    reconstruction_cap: float = 1.0
+    # weight-gradient norm² stays ≥ 1/(1 + cap²) (80 % at 0.5; Decision R). 0: no cap (the book's
+    # plain sum, where L_R took 63–98 % of the update).
+    reconstruction_cap: float = 0.5
 
     def validate(self) -> None:
         _positive("lam", self.lam, allow_zero=True)
