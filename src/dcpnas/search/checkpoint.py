@@ -17,7 +17,7 @@ import torch
 
 from ..errors import DataError
 from ..utils.finite import check_finite_state, kept_checkpoint
-from ..utils.io import atomic_save, load_checkpoint
+from ..utils.io import atomic_save, load_run_checkpoint
 from ..utils.runstate import rng_state, set_rng_state  # noqa: F401  (part of this module's API)
 
 __all__ = ["FORMAT", "checkpoint_path", "rng_state", "set_rng_state", "save_search_checkpoint",
@@ -125,14 +125,7 @@ _FIELDS = {"epochs_done": int, "method": str, "method_state": dict, "history": l
 def load_search_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """The checkpoint at ``path``, its fields type-checked and its tensors unpacked; anything else
     (another format, a crafted or damaged file) is a one-line DataError."""
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise DataError(f"{path} is not a dcpnas search checkpoint (format {FORMAT})")
-    for key, kind in _FIELDS.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
-            raise DataError(f"{path}: the search checkpoint's {key!r} is missing or not a "
-                            f"{kind.__name__} (damaged or crafted file)")
+    state = load_run_checkpoint(path, FORMAT, _FIELDS, "dcpnas search checkpoint")
     try:
         state["method_state"] = unpack_tensors(state["method_state"], map_location)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError):

@@ -4,7 +4,7 @@
   spec and weights, optimizer and schedule state, stage, epoch, global step, RNG states, batch
   state and the history of epoch records. A crash or kill leaves the last complete one.
 * ``model.pt`` / ``step1.pt`` (format ``dcpnas-model/1``): spec + weights + metrics, what
-  ``dcpnas eval``/``export`` and ``teacher.kind=checkpoint`` read.
+  ``dcpnas eval``/``export`` and ``teacher.kind=checkpoint`` read; written and read by ``modelfile.py``.
 
 Everything stored is tensors and plain containers, so ``torch.load(weights_only=True)`` reads them.
 """
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataError
 from ..utils.finite import kept_checkpoint
-from ..utils.io import atomic_save, load_checkpoint
+from ..utils.io import atomic_save, load_run_checkpoint
 from ..utils.runstate import rng_state, set_rng_state  # noqa: F401  (part of this module's API)
 from .modelfile import save_model  # noqa: F401  (the model file format lives in modelfile.py)
 
@@ -44,12 +43,4 @@ _FIELDS = {"spec": dict, "state_dict": dict, "optimizer": dict, "schedule": dict
 def load_state(path: Path) -> dict:
     """The training state at ``path``, its fields type-checked (a crafted or damaged file is a
     one-line DataError)."""
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise DataError(f"{path} is not a dcpnas training checkpoint (format {STATE_FORMAT})")
-    for key, kind in _FIELDS.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
-            raise DataError(f"{path}: the training checkpoint's {key!r} is missing or not a "
-                            f"{kind.__name__} (damaged or crafted file)")
-    return state
+    return load_run_checkpoint(path, STATE_FORMAT, _FIELDS, "dcpnas training checkpoint")

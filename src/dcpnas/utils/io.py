@@ -29,7 +29,7 @@ from ..errors import DataError, WriteError
 #: Ending of the temp files of :func:`atomic_write` (``.<name>.<pid>.<random>.tmp``).
 TEMP_SUFFIX = ".tmp"
 
-__all__ = ["atomic_write", "check_output_file", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint", "to_jsonable"]
+__all__ = ["atomic_write", "check_output_file", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint", "load_run_checkpoint", "to_jsonable"]
 
 
 def os_reason(exc: BaseException) -> str:
@@ -280,3 +280,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, weigh
         raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, ImportError) as exc:
         raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({_first_line(exc)})") from None
+
+
+def load_run_checkpoint(path: str | os.PathLike, fmt: str, fields: dict[str, type], what: str) -> dict:
+    """A dcpnas checkpoint of format ``fmt`` (``what``: its name in messages), each of ``fields`` present
+    with its type (ints non-negative): a foreign, damaged or crafted file is a one-line DataError, not
+    a KeyError or TypeError later, in the middle of restoring a run."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise DataError(f"{path} is not a {what} (format {fmt})")
+    for key, kind in fields.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise DataError(f"{path}: the {what}'s {key!r} is missing or not a {kind.__name__} "
+                            f"(damaged or crafted file)")
+    return state
