@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from .io import to_jsonable
+from ..errors import WriteError
+from .io import os_reason, to_jsonable
 
 __all__ = ["get_rank", "is_main_process", "JsonlLogger", "console", "read_jsonl"]
 
@@ -60,12 +61,15 @@ class JsonlLogger:
         data = dict(record or {})
         data.update(fields)
         line = json.dumps(to_jsonable(data), separators=(", ", ": "))
-        if self._file is None:
-            # Opened on first use, in append mode: a resumed run continues the same log.
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(line + "\n")
-        self._file.flush()  # a crash (or tail -f) sees every finished line
+        try:
+            if self._file is None:
+                # Opened on first use, in append mode: a resumed run continues the same log.
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")
+            self._file.write(line + "\n")
+            self._file.flush()  # a crash (or tail -f) sees every finished line
+        except OSError as exc:
+            raise WriteError(self.path, os_reason(exc), "the lines before this one are kept") from None
 
     def close(self) -> None:
         """Close the file (further :meth:`log` calls reopen it)."""
