@@ -158,6 +158,7 @@ def test_resume_needs_a_run_and_paths_must_be_directories(capsys, tiny_npz, sear
     fails(capsys, train_args(tiny_npz, genotype, ""), "empty string")
     fails(capsys, search_args(tiny_npz, a_file / "run"), "is not a directory")
     fails(capsys, train_args(tiny_npz, genotype, "/proc/no-such-pid/run"), "/proc/no-such-pid/run")
+    fails(capsys, search_args(tiny_npz, "/proc/no-such-pid/run"), "/proc/no-such-pid/run")
     assert a_file.read_text() == "x"
 
 
@@ -430,6 +431,10 @@ def test_a_malicious_pickle_is_named_as_such(capsys, tmp_path):
 def test_eval_checks_the_images_and_that_there_are_some(capsys, train_run, tmp_path):
     fails(capsys, ["eval", "-c", train_run / "model.pt", "--dataset", "embedded", "--device", "cpu"],
           "1x28x28", "1x8x8")
+    x, y = np.zeros((4, 8, 8), np.uint8), np.arange(4) % 10
+    empty = _npz(tmp_path / "notest.npz", x_train=x, y_train=y, x_test=x[:0], y_test=y[:0])
+    fails(capsys, ["eval", "-c", train_run / "model.pt", "--dataset", f"npz:{empty}", "--device", "cpu"],
+          "notest.npz", "holds no images")
 
 
 def test_packed_models_are_named_where_a_model_file_is_needed(capsys, tiny_npz, search_run, packed, tmp_path):

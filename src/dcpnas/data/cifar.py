@@ -14,6 +14,7 @@ from dcpnas.data import download as _download
 from dcpnas.data.base import ImageDataset
 from dcpnas.data.sources import cache_root, candidate_dirs, describe
 from dcpnas.errors import DataError
+from dcpnas.utils.bounded import regular_file
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def read_pickle(path: Path) -> dict:
     """Read one batch (bytes keys, as written by the Python 2 originals). Errors name the file."""
+    # A batch is 31 MB (CIFAR-100 train: 155 MB); a FIFO, a device or a huge file is refused unread.
+    regular_file(path, what="CIFAR file", limit=1 << 30)
     try:
         with open(path, "rb") as f:
             obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
