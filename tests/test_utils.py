@@ -277,6 +277,16 @@ def _dist_worker(rank: int, world_size: int, port: int) -> None:
         D.broadcast_([p, q], src=0)
         torch.testing.assert_close(p.detach(), torch.zeros(3))
         torch.testing.assert_close(q, torch.full((2, 2), 7.0))
+
+        # the one BN policy of search and training: statistics averaged, counters from rank 0
+        bn = torch.nn.BatchNorm2d(2)
+        bn.running_mean.fill_(float(rank))
+        bn.running_var.fill_(float(2 * rank + 1))
+        bn.num_batches_tracked.fill_(5 + rank)
+        D.sync_batchnorm_stats(bn)
+        torch.testing.assert_close(bn.running_mean, torch.full((2,), 0.5))
+        torch.testing.assert_close(bn.running_var, torch.full((2,), 2.0))
+        assert int(bn.num_batches_tracked) == 5
         D.barrier()
     finally:
         D.cleanup()
