@@ -42,15 +42,16 @@ def _tensors(tree: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
 @torch.no_grad()
 def first_non_finite(tree: Any) -> str | None:
     """The name (dotted path) of the first floating-point tensor in ``tree`` (nested dicts, lists,
-    tuples) holding a NaN or an Inf, or None when all are finite. One device sync for the lot."""
-    named = [(n, t) for n, t in _tensors(tree) if t.is_floating_point() or t.is_complex()]
-    if not named:
-        return None
-    flags = torch.stack([torch.isfinite(t).all().to("cpu", non_blocking=True) if t.numel() else
-                         torch.tensor(True) for _, t in named])
-    if bool(flags.all()):
-        return None
-    return named[int((~flags).nonzero()[0])][0]
+    tuples) holding a NaN or an Inf, or None when all are finite. One host sync per device."""
+    named = [(n, t) for n, t in _tensors(tree) if (t.is_floating_point() or t.is_complex()) and t.numel()]
+    by_device: dict[torch.device, list[int]] = {}
+    for i, (_, t) in enumerate(named):
+        by_device.setdefault(t.device, []).append(i)
+    bad = []
+    for idx in by_device.values():
+        flags = torch.stack([torch.isfinite(named[i][1]).all() for i in idx]).cpu()
+        bad += [idx[j] for j in (~flags).nonzero().flatten().tolist()]
+    return named[min(bad)][0] if bad else None
 
 
 def check_finite_state(tree: Any, *, what: str, kept: str, hint: str = "lower the learning rate") -> None:
