@@ -97,7 +97,7 @@ def curvature_cosines(args, device):
     """cos(product_mode, product_exact) and norm ratios for v = ∂D/∂g_C (fro) on a small float64
     pair, at the Parent's targets and near fit (targets = the Child's logits + 0.05·noise, where
     theory says GGN → exact and the Fisher sign is right)."""
-    from dcpnas.search import (child_objective_per_sample, consistent_derivatives,
+    from dcpnas.search import (ChildGraph, child_objective_per_sample, consistent_derivatives,
                                curvature_product, discrepancy_direction)
 
     parent, child = build(args.small_C, args.small_layers, args.classes, device, torch.float64,
@@ -123,12 +123,13 @@ def curvature_cosines(args, device):
         per_sample = child_objective_per_sample(logits, targets)
         g_C = torch.autograd.grad(per_sample.mean(), alphas, create_graph=True)
         v = discrepancy_direction([t.detach() for t in g_C], tangent, "fro")
-        ctx = dict(child=child, x=x, child_logits=logits, per_sample_objective=per_sample,
-                   retain_graph=True)
-        exact = flat(curvature_product("exact", g_C=g_C, alphas=alphas, v=v, **ctx))
-        for name, kw in modes:
-            prod = flat(curvature_product(name.split()[0], g_C=[t.detach() for t in g_C],
-                                          alphas=alphas, v=v, **ctx, **kw))
+        graph = ChildGraph(child, x, alphas, logits, per_sample, g_C, retain=True)
+        for name, kw in modes:  # the approximations first: exact consumes the graph
+            prod = flat(curvature_product(name.split()[0], graph, v, **kw))
+            results[name].append(prod)
+        exact = flat(curvature_product("exact", graph, v))
+        for name, _ in modes:
+            prod = results[name].pop()
             results[name].append((F.cosine_similarity(prod, exact, dim=0).item(),
                                   (prod.norm() / exact.norm()).item()))
     return results
@@ -143,7 +144,7 @@ def main(argv=None):
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--lam", type=float, default=5e-3)
+    p.add_argument("--lam", type=float, default=0.03)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     p.add_argument("--small-C", type=int, default=4)

@@ -13,6 +13,10 @@ examples:
   dcpnas search --out runs/q --resume
   torchrun --nproc_per_node=4 -m dcpnas search --preset cifar10 --out runs/c10
 
+D acts through objective.lam = 0.03 on D/‖g_P‖² (ρ = ‖λ·H_G·∂D/∂g_C‖/‖g_C‖ ≈ 0.1-0.2, logged);
+the book's λ = 5e-3 on the raw D is --set objective.discrepancy_scale=none objective.lam=5e-3,
+which at these sizes gives ρ ≈ 1e-4 (D then has no effect). See docs/METHOD.md, Decision L.
+
 Without --preset or --config the 'quick' preset is used. Settings: see dcpnas.search.config
 (sections data, supernet, schedule, optim, objective, decoupled, ablation, sample, random)."""
 

@@ -219,6 +219,7 @@ class ChildGraph:
     child_logits: torch.Tensor
     per_sample: torch.Tensor
     g_C: TensorList
+    retain: bool = False               # keep the graph after the product (several products)
 
 
 class Curvature:
@@ -262,7 +263,7 @@ class Exact(Curvature):
     full_precision = True
 
     def product(self, graph, v):
-        return exact_hvp(graph.g_C, graph.alphas, v)
+        return exact_hvp(graph.g_C, graph.alphas, v, retain_graph=graph.retain)
 
 
 @register_curvature("ggn")
@@ -276,7 +277,8 @@ class GGN(Curvature):
 
     def product(self, graph, v):
         return ggn_product(graph.child, graph.x, graph.alphas, v, child_logits=graph.child_logits,
-                           temperature=self.temperature, label_ce_weight=self.label_ce_weight)
+                           temperature=self.temperature, label_ce_weight=self.label_ce_weight,
+                           retain_graph=graph.retain)
 
 
 @register_curvature("fisher")
@@ -299,7 +301,8 @@ class Fisher(Curvature):
         if self.microbatches == 1:
             grads = [[g.detach() for g in graph.g_C]]
         else:
-            grads = microbatch_gradients(graph.per_sample, graph.alphas, self.microbatches)
+            grads = microbatch_gradients(graph.per_sample, graph.alphas, self.microbatches,
+                                         retain_graph=graph.retain)
         return fisher_product(v, grads, sign=self.sign)
 
 

@@ -99,7 +99,8 @@ class SearchLoop:
         return rec
 
     def _console_line(self, rec: dict, total: int) -> str:
-        keys = ("parent_CE", "parent_acc", "child_acc", "G", "D", "L_R", "A_P", "A_C", "sample_acc")
+        keys = ("parent_CE", "parent_acc", "teacher_acc", "child_acc", "G", "D", "L_R", "rho",
+                "G_share", "A_P", "A_C", "sample_acc")
         parts = [f"{k} {rec[k]:.4g}" for k in keys if isinstance(rec.get(k), float)]
         return (f"epoch {rec['epoch']}/{total} ({rec.get('phase', '')} {rec.get('round', '')}) "
                 + " ".join(parts) + f" | {rec.get('time_s', 0):.1f} s | H(α) {rec['alpha_entropy']:.3f}")
