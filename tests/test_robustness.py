@@ -342,6 +342,9 @@ def test_output_paths_of_export_and_genotype(capsys, train_run, tmp_path):
     fails(capsys, ["export", "-c", model, "--out", tmp_path / "m.dcpnas", "--onnx", a_file / "m.onnx"],
           "is not a directory")
     assert not (tmp_path / "m.dcpnas").exists()      # checked before anything was written
+    fails(capsys, ["export", "-c", model, "--out", tmp_path / "m.dcpnas", "--onnx", tmp_path / "m.onnx",
+                   "--opset", "1"], "ONNX export", "opset 1")
+    assert not (tmp_path / "m.onnx").exists()
     fails(capsys, ["genotype", "convert", "DARTS_V2", "--to", "json", "--out", tmp_path], "it is a directory")
     fails(capsys, ["genotype", "convert", "DARTS_V2", "--to", "json", "--out", "/proc/no-such-pid/g.json"],
           "/proc/no-such-pid/g.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "train"
 
@@ -19,7 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], nargs="+", metavar="KEY=VALUE",
                    help="override config keys, e.g. --set epochs=5 model.binary=false teacher.kind=self")
     p.add_argument("--out", "-o", help="run directory (required unless --list-presets)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
+                   "(with its own config.json unless --preset or --config is given)")
     p.add_argument("--data-dir", help="dataset folder (sets data.data_dir; the ImageNet root)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (sets device)")
     p.add_argument("--list-presets", action="store_true", help="list the train presets and exit")
@@ -53,7 +55,11 @@ def run(args) -> int:
     from ..utils.rundir import check_run_dir
 
     check_run_dir(args.out, "train", resume=args.resume)   # fails before any setting is read
-    cfg = resolve_config(TrainConfig, "train", preset=args.preset, config_file=args.config,
+    config_file = args.config
+    saved = Path(args.out) / "config.json"
+    if args.resume and config_file is None and args.preset is None and saved.is_file():
+        config_file = saved   # resuming reuses the run's own settings, as search does
+    cfg = resolve_config(TrainConfig, "train", preset=args.preset, config_file=config_file,
                          overrides=_overrides(args))
     if not cfg.model.genotype:
         raise ConfigError("no genotype: pass --genotype (a name, a file or 'Genotype(...)')")

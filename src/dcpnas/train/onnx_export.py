@@ -106,5 +106,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape, *, opset
                 return target
             except ImportError as e:  # this exporter needs a package that is not installed
                 missing.append(_missing_package(e) or "onnxscript")
+            except torch.onnx.errors.OnnxExporterError as e:  # e.g. an op the chosen opset lacks
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise DcpnasError(f"ONNX export to {target} failed at opset {opset}: {first}") from None
     raise DcpnasError(f"ONNX export needs the {' and '.join(sorted(set(missing)))} package(s): "
                       f"pip install onnx onnxscript")
