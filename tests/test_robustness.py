@@ -375,6 +375,37 @@ def test_crafted_model_files(capsys, train_run, tmp_path, field, value, culprit)
         fails(capsys, argv, str(path), culprit)
 
 
+def _copy_run(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(LOCK))
+    return dst
+
+
+@pytest.mark.parametrize("mutate, culprit", [
+    (lambda s: s.update(epochs_done="two"), "'epochs_done'"),
+    (lambda s: s["rng"].update(torch=torch.zeros(3, dtype=torch.uint8)), "does not fit this run"),
+    (lambda s: s["method_state"].update(shapes=s["method_state"]["shapes"] * 1000), "tensors are damaged"),
+])
+def test_crafted_search_checkpoints_on_resume(capsys, tiny_npz, search_run, tmp_path, mutate, culprit):
+    run = _copy_run(search_run, tmp_path / "run")
+    ckpt = run / "ckpt" / "last.pt"
+    state = torch.load(ckpt, weights_only=True)
+    mutate(state)
+    torch.save(state, ckpt)
+    fails(capsys, ["search", "--out", run, "--resume", "--quiet"], str(ckpt), culprit)
+
+
+def test_crafted_training_checkpoint_on_resume(capsys, tiny_npz, search_run, train_run, tmp_path):
+    run = _copy_run(train_run, tmp_path / "run")
+    ckpt = run / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["state_dict"] = {k + ".x": v for k, v in state["state_dict"].items()}
+    torch.save(state, ckpt)
+    fails(capsys, train_args(tiny_npz, search_run / "genotype.json", run) + ["--resume"], str(ckpt),
+          "does not fit this run")
+
+
 def rewrite_packed(src: Path, dst: Path, mutate) -> Path:
     """``src`` with its header changed by ``mutate(header)``: the data section and its checksum stay
     valid, so only the header's own checks can refuse it."""

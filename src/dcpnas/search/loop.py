@@ -33,7 +33,7 @@ from ..utils.io import atomic_write_json, os_reason
 from ..utils.logging import JsonlLogger, console
 from ..utils.progress import Progress
 from ..utils.rundir import check_run_dir, claim_run_dir
-from ..utils.runstate import check_finite_config, check_resume_config as _check_resume
+from ..utils.runstate import check_finite_config, check_resume_config as _check_resume, restoring
 from .checkpoint import checkpoint_path, load_search_checkpoint, save_search_checkpoint, set_rng_state
 from .config import SearchConfig
 from .inputs import build_search_data
@@ -200,12 +200,13 @@ class SearchLoop:
         return state
 
     def _restore(self, state: dict) -> tuple[int, float]:
-        for name, batches in (("train", self.data.train), ("val", self.data.val)):
-            if name in state.get("data", {}) and hasattr(batches, "load_state_dict"):
-                batches.load_state_dict(state["data"][name])  # checks it is the same data
-        self.method.load_state_dict(state["method_state"])
-        self.history = list(state["history"])
-        set_rng_state(state["rng"])
+        with restoring(self.ckpt):
+            for name, batches in (("train", self.data.train), ("val", self.data.val)):
+                if name in state.get("data", {}) and hasattr(batches, "load_state_dict"):
+                    batches.load_state_dict(state["data"][name])  # checks it is the same data
+            self.method.load_state_dict(state["method_state"])
+            self.history = list(state["history"])
+            set_rng_state(state["rng"])
         start = int(state["epochs_done"])
         self._say(f"resuming {self.out} after epoch {start}/{self.method.num_epochs()}")
         return start, float(state["elapsed_s"])

@@ -35,7 +35,7 @@ from ..utils.io import atomic_write_text, os_reason
 from ..utils.logging import JsonlLogger, console
 from ..utils.progress import Progress
 from ..utils.rundir import check_run_dir, claim_run_dir
-from ..utils.runstate import check_finite_config, check_resume_config, set_rng_state
+from ..utils.runstate import check_finite_config, check_resume_config, restoring, set_rng_state
 from .augment import cutout_
 from .checkpoint import CHECKPOINT, load_state, save_model, save_state
 from .config import TrainConfig
@@ -224,8 +224,9 @@ def _run_stage(ctx: _RunContext, stages: list[Stage], si: int, pos: _Position, s
     schedule = CosineSchedule(optimizer, lr, cfg.optim.min_lr, spe * stage.epochs,
                               round(cfg.optim.warmup_epochs * spe))
     if state is not None and first_epoch > 0:
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        with restoring(ctx.ckpt_path):
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
     offset = sum(s.epochs for s in stages[:si])
     for epoch in range(first_epoch, stage.epochs):
         t0 = time.monotonic()
@@ -337,9 +338,10 @@ def _init_from(model: nn.Module, spec: ModelSpec, path: str, reset_beta: bool) -
 def _restore(state: Optional[dict], model: nn.Module, data: TrainData, out: Path, env: DistEnv) -> _Position:
     if state is None:
         return _Position()
-    model.load_state_dict(state["state_dict"])
-    set_rng_state(state["rng"])
-    data.load_state_dict(state["data"])
+    with restoring(out / CHECKPOINT):
+        model.load_state_dict(state["state_dict"])
+        set_rng_state(state["rng"])
+        data.load_state_dict(state["data"])
     history = list(state["history"])
     if env.is_main:  # the log is rebuilt from the checkpoint: no duplicated or lost epochs
         atomic_write_text(out / "log.jsonl", "".join(_json_line(r) for r in history))

@@ -13,17 +13,18 @@ that a resumed run computes what the saved run computed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..config import flatten, to_dict
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
-__all__ = ["rng_state", "set_rng_state", "check_resume_config", "check_finite_config"]
+__all__ = ["rng_state", "set_rng_state", "check_resume_config", "check_finite_config", "restoring"]
 
 
 def rng_state() -> dict:
@@ -76,3 +77,15 @@ def check_finite_config(cfg: Any) -> None:
     for key, value in flatten(to_dict(cfg)).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"config key '{key}' is {value}; it must be a finite number")
+
+
+@contextlib.contextmanager
+def restoring(path: Any) -> Iterator[None]:
+    """Restoring a run from the checkpoint ``path``: a state that passed the format's type checks but
+    does not fit (a crafted or damaged file: wrong shapes, a missing key, a bad RNG state) becomes one
+    DataError naming the file, not a traceback from deep inside torch."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{path}: the checkpoint does not fit this run ({type(exc).__name__}: {first})") from None
