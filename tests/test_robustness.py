@@ -309,6 +309,9 @@ def test_devices_fifos_and_huge_files_are_refused(capsys, tmp_path):
     with open(huge, "wb") as f:
         f.truncate(8 << 20)                       # sparse: 8 MiB of zeros, no disk used
     fails(capsys, ["genotype", "show", huge], "at most 4 MiB")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    fails(capsys, ["genotype", "show", deep], "nested too deeply")
 
 
 def _npz(path, **arrays):

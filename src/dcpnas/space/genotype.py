@@ -178,7 +178,7 @@ def parse_genotype_string(text: str, source: str = "genotype") -> Genotype:
     text = text.strip()
     try:
         call = ast.parse(text[text.index("Genotype("):].strip(), mode="eval").body
-    except (ValueError, SyntaxError) as e:
+    except (ValueError, SyntaxError, RecursionError, MemoryError) as e:
         raise GenotypeError(f"{source}: not a Genotype(...) expression ({e.__class__.__name__})") from None
     if not isinstance(call, ast.Call):
         raise GenotypeError(f"{source}: not a Genotype(...) expression")
@@ -210,7 +210,7 @@ def _literal(node, source):
         return list(r)
     try:
         return ast.literal_eval(node)
-    except ValueError:
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         raise GenotypeError(f"{source}: only literal values are allowed in a genotype") from None
 
 
@@ -238,6 +238,8 @@ def load_genotype(spec) -> Genotype:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise GenotypeError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}") from None
+    except RecursionError:  # [[[[... nested deeper than any genotype
+        raise GenotypeError(f"{path}: JSON nested too deeply to be a genotype") from None
     if isinstance(data, dict) and "genotype" in data and "normal" not in data:
         data = data["genotype"]  # a run summary that embeds the genotype
     return from_dict(data, str(path))
