@@ -19,7 +19,7 @@ _CHANNELS = (1, 3)
 #: class names.
 MAX_CLASSES = 100_000
 #: Bound on the decompressed size of all arrays together (a zip bomb must not fill the memory).
-MAX_BYTES = 64 << 30
+MAX_BYTES = 16 << 30
 
 
 def _layout(shape: tuple[int, ...], path: Path, key: str) -> str:
