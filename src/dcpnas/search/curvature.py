@@ -32,6 +32,8 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..utils.registry import Registry
+
 
 TensorList = Sequence[torch.Tensor]
 
@@ -243,16 +245,8 @@ class Curvature:
         return f"{type(self).__name__}({opts})"
 
 
-CURVATURES: dict[str, type[Curvature]] = {}
-
-
-def register_curvature(name: str):
-    """Class decorator: make a ``Curvature`` buildable by ``make_curvature(name, ...)``."""
-    def wrap(cls):
-        cls.name = name
-        CURVATURES[name] = cls
-        return cls
-    return wrap
+CURVATURES: Registry[type[Curvature]] = Registry("curvature mode")
+register_curvature = CURVATURES.register
 
 
 @register_curvature("exact")
@@ -307,8 +301,7 @@ class Fisher(Curvature):
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in CURVATURES:
-        raise ValueError(f"unknown curvature mode {mode!r}; expected one of {tuple(CURVATURES)}")
+    CURVATURES[mode]  # raises ValueError naming the known modes
 
 
 def make_curvature(mode: str | Curvature, *, temperature: float = 1.0,
@@ -338,4 +331,4 @@ def curvature_product(mode: str | Curvature, graph: ChildGraph, v: TensorList,
     return make_curvature(mode, **options).product(graph, v)
 
 
-CURVATURE_MODES = tuple(CURVATURES)
+CURVATURE_MODES = CURVATURES.names()

@@ -23,6 +23,8 @@ from typing import Sequence
 
 import torch
 
+from ..utils.registry import Registry
+
 TensorList = Sequence[torch.Tensor]
 
 SCALES = ("tangent", "none")
@@ -75,16 +77,8 @@ class Distance:
         return f"{type(self).__name__}(scale={self.scale!r})"
 
 
-DISTANCE_TYPES: dict[str, type[Distance]] = {}
-
-
-def register_distance(name: str):
-    """Class decorator: make a ``Distance`` buildable by ``make_distance(name)``."""
-    def wrap(cls):
-        cls.name = name
-        DISTANCE_TYPES[name] = cls
-        return cls
-    return wrap
+DISTANCE_TYPES: Registry[type[Distance]] = Registry("discrepancy distance")
+register_distance = DISTANCE_TYPES.register
 
 
 @register_distance("fro")
@@ -133,15 +127,13 @@ class Cosine(Distance):
         return [-p / denom + scale * c for c, p in zip(g_C, g_P)]
 
 
-DISTANCES = tuple(DISTANCE_TYPES)
+DISTANCES = DISTANCE_TYPES.names()
 
 
 def make_distance(name: str | Distance, scale: str = "none") -> Distance:
     """The distance ``name`` (a ``Distance`` passes through unchanged)."""
     if isinstance(name, Distance):
         return name
-    if name not in DISTANCE_TYPES:
-        raise ValueError(f"unknown discrepancy distance {name!r}; expected one of {DISTANCES}")
     return DISTANCE_TYPES[name](scale)
 
 
