@@ -29,6 +29,7 @@ def _step2_start(records: Sequence[dict]) -> float | None:
 def plot_curves(records: Sequence[dict], out_stem: str | Path, title: str = "") -> Path:
     """Write ``<out_stem>.png`` and return its path."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4))  # no pyplot: no global backend or figure state is touched
     a1, a2 = fig.subplots(1, 2)
@@ -41,6 +42,7 @@ def plot_curves(records: Sequence[dict], out_stem: str | Path, title: str = "") 
         split = _step2_start(records)
         if split is not None:
             ax.axvline(split, linestyle="--", color="gray")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
