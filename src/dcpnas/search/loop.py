@@ -182,7 +182,11 @@ class SearchLoop:
                 tb.close()
         elapsed = elapsed_before + time.perf_counter() - t0
         genotype = method.genotype()
-        summary = self._finish(genotype, elapsed, total) if completed else {}
+        try:
+            summary = self._finish(genotype, elapsed, total) if completed else {}
+        except WriteError as exc:   # the search itself is safe in its checkpoint
+            raise WriteError(exc.path, exc.reason, f"{kept_checkpoint(self.ckpt)}; --resume writes the "
+                                                   f"results again") from None
         return SearchResult(genotype, self.history, out, cfg, completed, summary)
 
     def _check_out_dir(self, resume: bool, load: bool = True) -> Optional[dict]:

@@ -410,9 +410,13 @@ def _train_claimed(cfg: TrainConfig, out: Path, resume: bool, dataset, env: Dist
     final_spec = spec.replace(binary_weights=stages[-1].binary_weights)
     metrics = final_metrics(pos.history)
     if env.is_main:
-        save_model(out / "model.pt", final_spec, model, metrics)
-        write_summary(out, cfg, final_spec, model, pos.history, stages, teacher_metrics, role,
-                       time.monotonic() - t_run)
+        try:
+            save_model(out / "model.pt", final_spec, model, metrics)
+            write_summary(out, cfg, final_spec, model, pos.history, stages, teacher_metrics, role,
+                          time.monotonic() - t_run)
+        except WriteError as exc:   # the training itself is safe in its checkpoint
+            raise WriteError(exc.path, exc.reason, f"{kept_checkpoint(out / CHECKPOINT)}; --resume writes the "
+                                                   f"results again") from None
     barrier()
     return TrainResult(model.eval(), final_spec, metrics, out, completed=True)
 
