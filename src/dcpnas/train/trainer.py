@@ -329,7 +329,8 @@ def _init_from(model: nn.Module, spec: ModelSpec, path: str, reset_beta: bool) -
         if getattr(other, key) != getattr(spec, key):
             raise ConfigError(f"model.init_from={path}: its {key} is {getattr(other, key)!r}, this run's is "
                               f"{getattr(spec, key)!r}")
-    model.load_state_dict(state)
+    with restoring(path):   # same spec, but a crafted file's tensors may still not fit
+        model.load_state_dict(state)
     if reset_beta and other.binary and not other.binary_weights:
         for conv in binary_convs(model):
             conv.reset_beta()
