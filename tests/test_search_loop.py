@@ -311,8 +311,9 @@ def test_methods_register_themselves():
     from dcpnas.search.methods import REGISTRY, SearchMethod
     from dcpnas.search.methods.dcpnas import DcpNas
 
-    assert set(REGISTRY) == set(METHODS) == {"dcpnas", "cpnas", "cpnas-sample", "bnas", "darts", "random"}
-    assert REGISTRY["dcpnas"] is REGISTRY["cpnas"] is DcpNas
+    assert REGISTRY.names() == METHODS
+    assert set(METHODS) == {"dcpnas", "cpnas", "cpnas-sample", "bnas", "darts", "random"}
+    assert REGISTRY["dcpnas"] is REGISTRY["cpnas"] is DcpNas and DcpNas.name == "dcpnas"
     assert all(issubclass(cls, SearchMethod) for cls in REGISTRY.values())
     with pytest.raises(ValueError, match="registered twice"):
         SearchMethod.register("darts")(type("Other", (SearchMethod,), {}))

@@ -11,7 +11,7 @@ from . import dcpnas, cpnas_sample, bnas, darts, random_search  # noqa: E402,F40
 __all__ = ["METHODS", "REGISTRY", "MethodContext", "SearchMethod", "build_method"]
 
 #: every registered method name
-METHODS: tuple[str, ...] = tuple(REGISTRY)
+METHODS: tuple[str, ...] = REGISTRY.names()
 
 
 def build_method(ctx: MethodContext) -> SearchMethod:

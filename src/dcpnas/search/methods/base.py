@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ...space import Genotype, derive_genotype
+from ...utils.registry import Registry
 from ..config import SearchConfig
 from ..inputs import SearchData
 from ..phases import PhaseDriver
@@ -16,7 +17,7 @@ __all__ = ["MethodContext", "SearchMethod", "REGISTRY"]
 #: method name (``cfg.method``, ``--method``) -> class; each method module fills it with
 #: ``@SearchMethod.register(name)`` as it loads (timm's ``@register_model``), and
 #: ``dcpnas.search.methods`` loads them all.
-REGISTRY: dict[str, type["SearchMethod"]] = {}
+REGISTRY: Registry = Registry("search method")
 
 
 @dataclass
@@ -37,12 +38,10 @@ class SearchMethod:
 
     @staticmethod
     def register(*names: str):
-        """Class decorator: the class runs the search methods ``names``."""
+        """Class decorator: the class runs the search methods ``names`` (its ``name`` is the first)."""
         def add(cls: type["SearchMethod"]) -> type["SearchMethod"]:
-            for name in names:
-                if REGISTRY.get(name, cls) is not cls:
-                    raise ValueError(f"search method {name!r} is registered twice")
-                REGISTRY[name] = cls
+            for name in reversed(names):  # Registry sets cls.name: the first name is registered last
+                REGISTRY.register(name)(cls)
             return cls
         return add
 
