@@ -40,8 +40,9 @@ class SearchMethod:
     def register(*names: str):
         """Class decorator: the class runs the search methods ``names`` (its ``name`` is the first)."""
         def add(cls: type["SearchMethod"]) -> type["SearchMethod"]:
-            for name in reversed(names):  # Registry sets cls.name: the first name is registered last
+            for name in names:
                 REGISTRY.register(name)(cls)
+            cls.name = names[0]  # Registry names the class after the last one
             return cls
         return add
 
