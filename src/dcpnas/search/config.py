@@ -86,6 +86,9 @@ class SupernetConfig:
     # Adds this × N(0, 1) (its own seeded generator) to the initial α: the null perturbation that
     # measures the noise floor of a comparison (docs/METHOD.md, Decision N). 0: off.
     alpha_perturbation: float = 0.0
+    # PC-DARTS's partial channel connection: 1/K of each edge's channels through the mixed op,
+    # the rest bypass it, then a channel shuffle (Parent and Child alike). 1: off.
+    partial_channels: int = 1
 
     def validate(self) -> None:
         if self.C < 2 or self.C % 2:
@@ -96,6 +99,9 @@ class SupernetConfig:
         _choice("scope", self.scope, ("official", "book"))
         _positive("alpha_init_std", self.alpha_init_std, allow_zero=True)
         _positive("alpha_perturbation", self.alpha_perturbation, allow_zero=True)
+        if self.partial_channels < 1 or self.C % self.partial_channels:
+            raise ConfigError(f"partial_channels must be >= 1 and divide C={self.C}, got "
+                              f"{self.partial_channels}")
 
 
 @dataclass

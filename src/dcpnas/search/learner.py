@@ -24,7 +24,8 @@ def build_supernet(kind: str, cfg: SearchConfig, in_channels: int, num_classes: 
     """The Parent (``kind="parent"``) or the 1-bit Child supernet of ``cfg.supernet`` on ``device``."""
     s = cfg.supernet
     net = Supernet(kind, in_channels=in_channels, num_classes=num_classes, C=s.C, layers=s.layers,
-                   layout=cfg.layout, scope=s.scope, alpha_init_std=s.alpha_init_std)
+                   layout=cfg.layout, scope=s.scope, alpha_init_std=s.alpha_init_std,
+                   partial_channels=s.partial_channels)
     if s.alpha_perturbation:
         g = torch.Generator().manual_seed(cfg.seed + 7919)
         with torch.no_grad():

@@ -46,7 +46,7 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 
 class SearchCell(nn.Module):
     def __init__(self, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 style: OpStyle):
+                 style: OpStyle, partial: int = 1):
         super().__init__()
         self.reduction = reduction
         self.inputs = _CellInputs(C_pp, C_p, C, reduction_prev, style)
@@ -54,7 +54,7 @@ class SearchCell(nn.Module):
         for node in range(STEPS):
             for j in range(2 + node):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(C, stride, style))
+                self.edges.append(MixedOp(C, stride, style, partial))
         self.multiplier = STEPS
 
     def forward(self, s0, s1, weights: torch.Tensor, path=None):

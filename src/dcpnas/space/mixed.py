@@ -1,9 +1,16 @@
-"""The DARTS mixed operation: Σ_m softmax(α)_m · o_m(x) over one edge (Eq. 4.28)."""
+"""The DARTS mixed operation: Σ_m softmax(α)_m · o_m(x) over one edge (Eq. 4.28).
+
+With ``partial = K > 1`` it is PC-DARTS's partial channel connection (Xu et al., 2020,
+arXiv 1907.05737): only the first C/K channels go through the candidate ops, the other channels
+bypass them (max-pooled 2×2 on a reduction edge), and a channel shuffle with K groups mixes the two
+parts so that the next edge sees other channels. The ops cost about 1/K of their full-width cost.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .primitives import NONE_INDEX, PRIMITIVES, OpStyle, build_op
 
@@ -15,27 +22,59 @@ class MixedOp(nn.Module):
     through the softmax normalisation of the weights.
     """
 
-    def __init__(self, channels: int, stride: int, style: OpStyle):
+    def __init__(self, channels: int, stride: int, style: OpStyle, partial: int = 1):
         super().__init__()
-        self.ops = nn.ModuleList(build_op(name, channels, stride, style)
+        if partial < 1 or channels % partial:
+            raise ValueError(f"partial channels K={partial} must divide the {channels} channels")
+        self.partial = partial
+        self.ops = nn.ModuleList(build_op(name, channels // partial, stride, style)
                                  for name in PRIMITIVES if name != "none")
         self._indices = [i for i in range(len(PRIMITIVES)) if i != NONE_INDEX]
         self.stride = stride
 
+    @property
+    def candidate_indices(self) -> list[int]:
+        """Indices into PRIMITIVES of ``self.ops``, in order (``none`` is not built)."""
+        return list(self._indices)
+
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        xa, xb = self._split(x)
         out = None
         for i, op in zip(self._indices, self.ops):
-            y = weights[i] * op(x)
+            y = weights[i] * op(xa)
             out = y if out is None else out + y
-        return out
+        return self._join(out, xb)
 
     def forward_path(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Only candidate ``PRIMITIVES[index]`` (single-path sampling); ``none`` gives zeros."""
+        xa, xb = self._split(x)
         if index == NONE_INDEX:
-            return x[:, :, :: self.stride, :: self.stride].mul(0.0)
-        return self.ops[self._indices.index(index)](x)
+            out = xa[:, :, :: self.stride, :: self.stride].mul(0.0)
+        else:
+            out = self.ops[self._indices.index(index)](xa)
+        return self._join(out, xb)
+
+    # -- partial channels (PC-DARTS) ------------------------------------------------------------
+    def _split(self, x: torch.Tensor):
+        if self.partial == 1:
+            return x, None
+        c = x.shape[1] // self.partial
+        return x[:, :c], x[:, c:]
+
+    def _join(self, out: torch.Tensor, xb) -> torch.Tensor:
+        if xb is None:
+            return out
+        if self.stride == 2:
+            xb = F.max_pool2d(xb, 2, 2)
+        return channel_shuffle(torch.cat([out, xb], dim=1), self.partial)
 
     def op_for(self, name: str) -> nn.Module:
         """The module of candidate ``name`` on this edge (``none`` has none)."""
         idx = PRIMITIVES.index(name)
         return self.ops[self._indices.index(idx)]
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle: N×(g·c)×H×W viewed as g groups of c, transposed to c × g."""
+    n, ch, h, w = x.shape
+    return x.view(n, groups, ch // groups, h, w).transpose(1, 2).reshape(n, ch, h, w)

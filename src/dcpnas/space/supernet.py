@@ -28,17 +28,20 @@ class Supernet(MacroNet):
 
     kind: ``parent`` (real weights and activations) or ``child`` (1-bit ops, see ``OpStyle``).
     scope: binarisation scope of the Child (``official`` or ``book``).
+    partial_channels: K of PC-DARTS's partial channel connection (1: off; see ``MixedOp``).
     """
 
     def __init__(self, kind: str = "parent", *, in_channels: int = 3, num_classes: int = 10,
                  C: int = 16, layers: int = 8, layout: str = "cifar", scope: str = "official",
-                 stem_multiplier: int = 3, alpha_init_std: float = 1e-3):
+                 stem_multiplier: int = 3, alpha_init_std: float = 1e-3,
+                 partial_channels: int = 1):
         if kind not in KINDS:
             raise ValueError(f"unknown supernet kind {kind!r}; expected one of {KINDS}")
         style = OpStyle(binary=(kind == "child"), scope=scope, affine=False)
 
         def make_cell(C_pp, C_p, C_cur, reduction, reduction_prev):
-            return SearchCell(C_pp, C_p, C_cur, reduction, reduction_prev, style)
+            return SearchCell(C_pp, C_p, C_cur, reduction, reduction_prev, style,
+                              partial_channels)
 
         super().__init__(layout, in_channels, num_classes, C, layers, make_cell, stem_multiplier)
         self.kind = kind
@@ -99,7 +102,7 @@ class Supernet(MacroNet):
             for cell in self.cells:
                 R = out[1 if cell.reduction else 0]
                 for e, mixed in enumerate(cell.edges):
-                    for i, op in zip(mixed._indices, mixed.ops):
+                    for i, op in zip(mixed.candidate_indices, mixed.ops):
                         R[e, i] += _conv_sq_norm(op)
         return out
 

@@ -1,0 +1,155 @@
+"""Cost of one search round per method and curvature mode: Parent pair, Child pair, full round.
+
+A *pair* is the weight step and the architecture step of one supernet on one (search-train,
+search-val) batch pair; a *round* of DCP-NAS/CP-NAS is the Parent pair then the Child pair (what
+Algorithm 10 does per batch, alternating per epoch); DARTS's round is its Parent pair alone. Every
+variant is built from the same seed (same supernets, same batches) through ``build_method``, so
+what is timed is exactly what ``dcpnas search`` runs. Steps are interleaved round-robin over the
+repeats, so machine load hits all variants alike: read the ratios, not the milliseconds.
+
+Peak memory: CPU resident-set growth during the variant's steps (``ru_maxrss`` cannot go down, so it
+is measured per variant in a fresh subprocess with ``--memory``), CUDA ``max_memory_allocated``.
+
+    python benchmarks/bench_search_round.py --C 8 --layers 5 --batch 32 --size 32 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from dcpnas.search import resolve_search_config  # noqa: E402
+from dcpnas.search.inputs import SearchData  # noqa: E402
+from dcpnas.search.methods import MethodContext, build_method  # noqa: E402
+from dcpnas.data import DeviceBatches  # noqa: E402
+
+VARIANTS = {
+    "darts": ("darts", []),
+    "cpnas": ("cpnas", []),
+    "dcpnas ggn": ("dcpnas", ["objective.curvature=ggn"]),
+    "dcpnas fisher K=1": ("dcpnas", ["objective.curvature=fisher"]),
+    "dcpnas exact": ("dcpnas", ["objective.curvature=exact"]),
+}
+
+
+def build(name: str, args, device):
+    method, extra = VARIANTS[name]
+    cfg = resolve_search_config(preset="quick", method=method, overrides=[
+        f"supernet.C={args.C}", f"supernet.layers={args.layers}", f"data.batch_size={args.batch}",
+        f"device={device.type}", *args.overrides, *extra])
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    n = args.batch * 2
+    x = torch.randint(0, 256, (n, args.channels, args.size, args.size), generator=g,
+                      dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g)
+    kw = dict(device=device, mean=(0.5,) * args.channels, std=(0.25,) * args.channels,
+              shuffle=False, augment=False)
+    data = SearchData(DeviceBatches(x, y, args.batch, seed=0, **kw),
+                      DeviceBatches(x.flip(0), y.flip(0), args.batch, seed=1, **kw),
+                      args.channels, 10, args.size, n, n)
+    m = build_method(MethodContext(cfg, data, device))
+    (xt, yt), (xv, yv) = next(iter(data.train)), next(iter(data.val))
+    if hasattr(m, "parent_steps"):
+        pairs = {"parent pair": m.parent_steps, "child pair": m.child_steps}
+    else:
+        pairs = {"parent pair": m.steps}
+    return pairs, (xt, yt, xv, yv)
+
+
+def run_pair(steps, batch):
+    for s in steps:
+        s(*batch)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def memory_of(name: str, args, device) -> float:
+    """Peak memory (MiB) of one round of ``name``: CUDA allocator peak, or CPU RSS growth."""
+    pairs, batch = build(name, args, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        for steps in pairs.values():
+            run_pair(steps, batch)
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for steps in pairs.values():
+        run_pair(steps, batch)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--C", type=int, default=8)
+    ap.add_argument("--layers", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--channels", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
+    ap.add_argument("--memory", help=argparse.SUPPRESS)  # internal: one variant's peak memory
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.memory:
+        print(json.dumps(memory_of(args.memory, args, device)))
+        return
+
+    built = {name: build(name, args, device) for name in args.variants}
+    samples = {(name, part): [] for name, (pairs, _) in built.items() for part in pairs}
+    for rep in range(args.repeats + 1):               # the first pass warms up
+        for name, (pairs, batch) in built.items():
+            for part, steps in pairs.items():
+                sync(device)
+                t0 = time.perf_counter()
+                run_pair(steps, batch)
+                sync(device)
+                if rep:
+                    samples[(name, part)].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    rounds = {name: sum(med[(name, p)] for p in pairs) for name, (pairs, _) in built.items()}
+    mem = {}
+    for name in args.variants:
+        cmd = [sys.executable, __file__, "--memory", name, "--C", str(args.C), "--layers",
+               str(args.layers), "--batch", str(args.batch), "--size", str(args.size),
+               "--channels", str(args.channels), "--threads", str(args.threads), "--device",
+               args.device, *(["--set", *args.overrides] if args.overrides else [])]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        mem[name] = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+
+    print(f"device={device} torch={torch.__version__} threads={args.threads} C={args.C} "
+          f"layers={args.layers} batch={args.batch} input={args.channels}×{args.size}² "
+          f"repeats={args.repeats} (medians)\n")
+    ref = rounds.get("cpnas")
+    darts = rounds.get("darts")
+    print("| variant | Parent pair ms | Child pair ms | Child ÷ Parent | round ms | × CP-NAS round "
+          "| × DARTS round | peak MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, (pairs, _) in built.items():
+        p = med[(name, "parent pair")]
+        c = med.get((name, "child pair"))
+        print(f"| {name} | {p * 1e3:.0f} | {'' if c is None else f'{c * 1e3:.0f}'} | "
+              f"{'' if c is None else f'{c / p:.2f}'} | {rounds[name] * 1e3:.0f} | "
+              f"{rounds[name] / ref:.2f} | {rounds[name] / darts:.2f} | {mem[name]:.0f} |"
+              if ref and darts else f"| {name} | {p * 1e3:.0f} | | | {rounds[name] * 1e3:.0f} | | | |")
+
+
+if __name__ == "__main__":
+    main()
