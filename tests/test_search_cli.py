@@ -28,7 +28,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def tiny_args(npz, *extra):
     sets = [f"data.dataset=npz:{npz}", "data.limit=32", "data.batch_size=8", "supernet.C=2",
             "schedule.rounds=1", "data.eval_batches=1", "sample.steps=1", "sample.eval_batches=1",
-            "random.samples=2", "random.eval_batches=1", "tensorboard=false", *extra]
+            "random.samples=2", "random.eval_batches=1", "tensorboard=false",
+            "log_every=1",  # a tiny run has fewer steps than the preset's log interval
+            *extra]
     return [a for s in sets for a in ("--set", s)]
 
 
