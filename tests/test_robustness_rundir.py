@@ -132,3 +132,24 @@ def test_a_second_writer_is_refused_then_a_kill_releases_the_lock_and_the_run_re
     total = json.loads((out / "summary.json").read_text())["epochs"]
     assert total >= 2 and epochs == list(range(1, total + 1)) and (out / "genotype.json").exists()
     assert not list(out.rglob("*.tmp"))
+
+
+def test_a_training_into_a_held_directory_is_refused_naming_the_holder(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "run"
+    hold = ("import sys, time\nfrom dcpnas.utils.rundir import claim_run_dir\n"
+            "with claim_run_dir(sys.argv[1], 'train'):\n    print('held', flush=True)\n    time.sleep(120)\n")
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        code = main(["train", "-g", "DARTS_V2", "--out", str(out), "--set", f"data.dataset=npz:{tiny_npz}",
+                     "--set", "device=cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and f"in use by process {holder.pid}" in err[0], err
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    with claim_run_dir(out, "train"):   # the kernel released the killed holder's lock
+        pass
