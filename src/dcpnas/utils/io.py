@@ -29,7 +29,9 @@ from ..errors import DataError, WriteError
 #: Ending of the temp files of :func:`atomic_write` (``.<name>.<pid>.<random>.tmp``).
 TEMP_SUFFIX = ".tmp"
 
-__all__ = ["atomic_write", "check_output_file", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint", "load_run_checkpoint", "to_jsonable"]
+__all__ = ["atomic_write", "check_output_file", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save",
+           "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint",
+           "load_run_checkpoint", "to_jsonable"]
 
 
 def os_reason(exc: BaseException) -> str:
@@ -279,7 +281,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, weigh
                             f"dcpnas; do not load it with pickle)") from None
         raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, ImportError) as exc:
-        raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({_first_line(exc)})") from None
+        raise DataError(f"cannot read checkpoint {path}: the file is truncated or corrupt "
+                        f"({_first_line(exc)})") from None
 
 
 def load_run_checkpoint(path: str | os.PathLike, fmt: str, fields: dict[str, type], what: str) -> dict:
