@@ -343,3 +343,37 @@ def test_train_choices_come_from_the_constants_that_define_them():
     assert typing.get_args(model["scope"]) == SCOPES
     assert typing.get_args(model["layout"]) == ("auto",) + LAYOUTS
     assert typing.get_args(teacher["kind"]) == TEACHER_KINDS
+
+
+def test_search_choices_come_from_the_constants_that_define_them():
+    import typing
+
+    from dcpnas.search import config as sc
+    from dcpnas.search.curvature import CURVATURE_MODES
+    from dcpnas.search.decoupled import PARAMETRIZATIONS, RANK_SCOPES
+    from dcpnas.search.discrepancy import DISTANCES, SCALES
+    from dcpnas.search.objective import TEACHER_BN
+
+    objective, decoupled = typing.get_type_hints(sc.ObjectiveConfig), typing.get_type_hints(sc.DecoupledConfig)
+    assert typing.get_args(objective["distance"]) == DISTANCES
+    assert typing.get_args(objective["discrepancy_scale"]) == SCALES
+    assert typing.get_args(objective["curvature"]) == CURVATURE_MODES
+    assert typing.get_args(objective["teacher_bn"]) == TEACHER_BN
+    assert typing.get_args(decoupled["rank_scope"]) == RANK_SCOPES
+    assert typing.get_args(decoupled["parametrization"]) == PARAMETRIZATIONS
+
+
+@pytest.mark.parametrize("override,message", [
+    ("objective.curvature=ggm", "config key 'objective.curvature': expected one of 'exact', 'ggn', 'fisher', "
+                                "got 'ggm' (did you mean 'ggn'?)"),
+    ("method=dcpsnas", "config key 'method': expected one of 'dcpnas', 'cpnas', 'cpnas-sample', 'bnas', "
+                       "'darts', 'random', got 'dcpsnas' (did you mean 'dcpnas' or 'cpnas'?)"),
+    ("decoupled.tau=9", "decoupled: tau must be in 0..8 (the number of ops), got 9"),
+    ("objective.fisher_sign=2", "config key 'objective.fisher_sign': expected one of -1.0, 1.0, got 2"),
+])
+def test_search_config_errors_are_one_line_with_close_matches(override, message):
+    from dcpnas.search.api import resolve_search_config
+
+    with pytest.raises(ConfigError) as exc:
+        resolve_search_config(preset="quick", overrides=[override])
+    assert str(exc.value) == message

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from dcpnas.cli.main import main
-from dcpnas.search.config import METHODS
+from dcpnas.search.methods import METHODS
 from dcpnas.space import PRIMITIVES, derive_genotype, load_genotype
 from dcpnas.utils.logging import read_jsonl
 

@@ -16,7 +16,7 @@ from dcpnas.errors import ConfigError, NonFiniteLossError
 from dcpnas.search import SearchConfig, resolve_search_config, search
 from dcpnas.search import phases
 from dcpnas.search.checkpoint import checkpoint_path, load_search_checkpoint, pack_tensors, unpack_tensors
-from dcpnas.search.config import METHODS
+from dcpnas.search.methods import METHODS
 from dcpnas.search.inputs import SearchData
 from dcpnas.search.learner import build_supernet, init_child_from_parent
 from dcpnas.search.methods import MethodContext

@@ -1,8 +1,8 @@
 """``SearchConfig``: every setting of a search run, typed and validated, and its presets.
 
-Sections follow the method (docs: method sections 6.2 and D): ``data`` (search split), ``supernet``
+Sections follow the method (docs/METHOD.md, the decisions): ``data`` (search split), ``supernet``
 (proxy size), ``schedule`` (rounds, alternation), ``optim`` (w, ŵ, α optimisers), ``objective``
-(λ, μ, G, D, curvature, tangent), ``decoupled`` (section 5.4), ``ablation`` (Tables 4.2-4.4),
+(λ, μ, G, D, curvature, tangent), ``decoupled`` (Decision O), ``ablation`` (Tables 4.2-4.4),
 ``sample`` (CP-NAS Algorithm 9) and ``random`` (random search). ``method`` picks the algorithm:
 
 * ``dcpnas``       Algorithm 10: Parent epoch, α̂ ← α, Child epoch (−G + λD + μL_R), α ← α̂.
@@ -18,22 +18,36 @@ supernet for darts/bnas, so every network gets ``schedule.rounds`` epochs.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
+from ..binary.reconstruction import REDUCTIONS
 from ..config import register_preset
 from ..errors import ConfigError
+from ..space.macro import LAYOUTS
+from ..space.primitives import PRIMITIVES, SCOPES
+from .curvature import CURVATURE_MODES
+from .decoupled import PARAMETRIZATIONS, RANK_SCOPES
+from .discrepancy import DISTANCES, SCALES
+from .objective import TEACHER_BN
 
-__all__ = ["METHODS", "SearchConfig", "DataConfig", "SupernetConfig", "ScheduleConfig",
+__all__ = ["SearchConfig", "DataConfig", "SupernetConfig", "ScheduleConfig",
            "WeightOptimConfig", "ArchOptimConfig", "OptimConfig", "ObjectiveConfig",
            "DecoupledConfig", "AblationConfig", "SampleConfig", "RandomConfig"]
 
-METHODS = ("dcpnas", "cpnas", "cpnas-sample", "bnas", "darts", "random")
-
-
-def _choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+# Choices are Literal types built from the constants that define them (one source each);
+# config/schema.py checks them with a one-line error naming the key and its close matches. The
+# method names come from the methods' own registry (``dcpnas.search.methods.METHODS``).
+Layout = Literal[("auto",) + LAYOUTS]  # auto: imagenet for ImageNet, else cifar
+Scope = Literal[SCOPES]
+Distance = Literal[DISTANCES]
+DiscrepancyScale = Literal[SCALES]
+CurvatureMode = Literal[CURVATURE_MODES]
+TeacherBN = Literal[TEACHER_BN]
+RankScope = Literal[RANK_SCOPES]
+Parametrization = Literal[PARAMETRIZATIONS]
+Reduction = Literal[REDUCTIONS]
 
 
 def _positive(name: str, value, *, allow_zero: bool = False) -> None:
@@ -80,8 +94,8 @@ class SupernetConfig:
 
     C: int = 16
     layers: int = 8
-    layout: str = "auto"               # auto (imagenet for ImageNet, else cifar) | cifar | imagenet
-    scope: str = "official"            # binarisation scope of the Child: official | book
+    layout: Layout = "auto"
+    scope: Scope = "official"          # binarisation scope of the Child (docs/METHOD.md#decision-scope)
     alpha_init_std: float = 1e-3
     # Adds this × N(0, 1) (its own seeded generator) to the initial α: the null perturbation that
     # measures the noise floor of a comparison (docs/METHOD.md, Decision N). 0: off.
@@ -95,8 +109,6 @@ class SupernetConfig:
             raise ConfigError(f"C must be an even number >= 2, got {self.C}")
         if self.layers < 3:
             raise ConfigError(f"layers must be >= 3 (two reduction cells and a normal one), got {self.layers}")
-        _choice("layout", self.layout, ("auto", "cifar", "imagenet"))
-        _choice("scope", self.scope, ("official", "book"))
         _positive("alpha_init_std", self.alpha_init_std, allow_zero=True)
         _positive("alpha_perturbation", self.alpha_perturbation, allow_zero=True)
         if self.partial_channels < 1 or self.C % self.partial_channels:
@@ -107,12 +119,11 @@ class SupernetConfig:
 @dataclass
 class ScheduleConfig:
     rounds: int = 50                   # epochs per network (see the module docstring)
-    alternation: str = "epoch"         # epoch: Algorithm 10 literally | step: P and C alternate per batch
+    alternation: Literal["epoch", "step"] = "epoch"  # epoch: Algorithm 10 | step: P and C per batch
     steps_per_epoch: int = 0           # cap on the batches of one epoch (0: a full pass)
 
     def validate(self) -> None:
         _positive("rounds", self.rounds)
-        _choice("alternation", self.alternation, ("epoch", "step"))
         _positive("steps_per_epoch", self.steps_per_epoch, allow_zero=True)
 
 
@@ -120,7 +131,7 @@ class ScheduleConfig:
 class WeightOptimConfig:
     """Optimiser of supernet weights: SGD (DARTS default) or Adam; cosine decay to ``lr_min``."""
 
-    optimizer: str = "sgd"             # sgd | adam
+    optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.025
     lr_min: float = 1e-3
     momentum: float = 0.9              # sgd
@@ -128,7 +139,6 @@ class WeightOptimConfig:
     weight_decay: float = 3e-4
 
     def validate(self) -> None:
-        _choice("optimizer", self.optimizer, ("sgd", "adam"))
         _positive("lr", self.lr)
         _positive("lr_min", self.lr_min, allow_zero=True)
         if self.lr_min > self.lr:
@@ -173,23 +183,23 @@ class ObjectiveConfig:
     # our sizes: D then has no effect).
     lam: float = 0.03
     mu: float = 0.2
-    distance: str = "fro"              # fro | l1 | cosine (Table 4.4, Eq. 4.31)
-    discrepancy_scale: str = "tangent"  # tangent: D / ‖g_P‖² (fro), / ‖g_P‖₁ (l1) | none: raw D
+    distance: Distance = "fro"         # Table 4.4, Eq. 4.31
+    discrepancy_scale: DiscrepancyScale = "tangent"  # D / ‖g_P‖² (fro), / ‖g_P‖₁ (l1) | none: raw D
     # ggn: Jᵀ(diag p̂ − p̂p̂ᵀ)J, for a softmax the true Fisher of Eq. 4.36 | exact: Hessian-vector
     # product ("w/o GGN", Table 4.3) | fisher: the empirical outer product of batch gradients
     # (rank-1 with K = 1 is parallel to g_C, so it can only rescale the step, never turn it).
-    curvature: str = "ggn"
+    curvature: CurvatureMode = "ggn"
     fisher_microbatches: int = 1
-    fisher_sign: float = -1.0
+    fisher_sign: Literal[-1.0, 1.0] = -1.0
     temperature: float = 1.0
     label_ce_weight: float = 0.0
-    tangent: str = "recompute"         # recompute on the α̂ batch | epoch_mean of the last Parent epoch
+    tangent: Literal["recompute", "epoch_mean"] = "recompute"  # on the α̂ batch | last Parent epoch's mean
     log_discrepancy: bool = False      # λ = 0 (cpnas): still compute g_P to log D (one Parent backward)
     # How the Parent normalises when it teaches (G's target, g_P): batch statistics with running
     # statistics untouched (batch), or its running statistics (running: eval mode; after a few
     # hundred updates these lag the weights and the teacher scores at chance).
-    teacher_bn: str = "batch"
-    reconstruction_reduction: str = "sum"
+    teacher_bn: TeacherBN = "batch"
+    reconstruction_reduction: Reduction = "sum"
     # ‖μ∇L_R‖ is capped at this multiple of ‖∇G‖ in the Child's weight step, so G's share of the
     # weight-gradient norm² stays ≥ 1/(1 + cap²) (80 % at 0.5; Decision R). 0: no cap (the book's
     # plain sum, where L_R took 63–98 % of the update).
@@ -198,17 +208,9 @@ class ObjectiveConfig:
     def validate(self) -> None:
         _positive("lam", self.lam, allow_zero=True)
         _positive("mu", self.mu, allow_zero=True)
-        _choice("distance", self.distance, ("fro", "l1", "cosine"))
-        _choice("discrepancy_scale", self.discrepancy_scale, ("tangent", "none"))
-        _choice("curvature", self.curvature, ("fisher", "ggn", "exact"))
         _positive("fisher_microbatches", self.fisher_microbatches)
-        if self.fisher_sign not in (-1.0, 1.0):
-            raise ConfigError(f"fisher_sign must be -1 or 1, got {self.fisher_sign}")
         _positive("temperature", self.temperature)
         _positive("label_ce_weight", self.label_ce_weight, allow_zero=True)
-        _choice("tangent", self.tangent, ("recompute", "epoch_mean"))
-        _choice("teacher_bn", self.teacher_bn, ("batch", "running"))
-        _choice("reconstruction_reduction", self.reconstruction_reduction, ("sum", "mean"))
         _positive("reconstruction_cap", self.reconstruction_cap, allow_zero=True)
 
 
@@ -222,21 +224,19 @@ class DecoupledConfig:
     """
 
     enabled: bool = True
-    parametrization: str = "phi"       # phi: learn φ = η·ψ̃ directly | book: ψ̃ with η = η₁η₂
+    parametrization: Parametrization = "phi"  # phi: learn φ = η·ψ̃ | book: ψ̃ with η = η₁η₂
     psi_init: float = 1e-2             # φ₀ (phi) or ψ̃₀ (book)
     psi_lr: float = 0.0                # step size of φ (or ψ̃); 0 means "the α learning rate"
     tau: Optional[int] = None          # ops ranked beyond τ (by R(w), largest first) are backtracked;
                                        # None: half the ranked (parametric) ops
-    rank_scope: str = "column"         # column: one ranking per op type (book) | edge: within each edge
+    rank_scope: RankScope = "column"   # column: one ranking per op type (book) | edge: within each edge
     include_parameter_free: bool = False
 
     def validate(self) -> None:
-        _choice("parametrization", self.parametrization, ("phi", "book"))
         _positive("psi_init", self.psi_init, allow_zero=True)
         _positive("psi_lr", self.psi_lr, allow_zero=True)
-        if self.tau is not None and not 0 <= self.tau <= 8:
-            raise ConfigError(f"tau must be in 0..8, got {self.tau}")
-        _choice("rank_scope", self.rank_scope, ("column", "edge"))
+        if self.tau is not None and not 0 <= self.tau <= len(PRIMITIVES):
+            raise ConfigError(f"tau must be in 0..{len(PRIMITIVES)} (the number of ops), got {self.tau}")
 
 
 @dataclass
@@ -250,7 +250,7 @@ class AblationConfig:
 
 @dataclass
 class SampleConfig:
-    """CP-NAS Algorithm 9 (method 10): K = 8 ops per edge, pruned to 1."""
+    """CP-NAS Algorithm 9 (docs/METHOD.md#eq-4-16): K = 8 ops per edge, pruned to 1."""
 
     sweeps: int = 1                    # T: sweeps of K samplings per pruning stage
     beta_p: float = 0.5                # β_P of Eq. 4.15
@@ -269,13 +269,12 @@ class RandomConfig:
 
     samples: int = 8
     epochs: int = 0                    # epochs per sample (0: 2·rounds/samples, the dcpnas budget)
-    supervision: str = "parent"        # parent: −G + μL_R from a Parent on the same path | label: CE
+    supervision: Literal["parent", "label"] = "parent"  # −G + μL_R from a Parent on the same path | CE
     eval_batches: int = 0
 
     def validate(self) -> None:
         _positive("samples", self.samples)
         _positive("epochs", self.epochs, allow_zero=True)
-        _choice("supervision", self.supervision, ("parent", "label"))
         _positive("eval_batches", self.eval_batches, allow_zero=True)
 
 
@@ -291,7 +290,7 @@ class SearchConfig:
     ablation: AblationConfig = field(default_factory=AblationConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     random: RandomConfig = field(default_factory=RandomConfig)
-    init_child_from_parent: bool = False   # method D.6: ŵ ← w once, before the first round
+    init_child_from_parent: bool = False   # ŵ ← w once before round 1 (docs/METHOD.md#decision-weights)
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
@@ -304,7 +303,13 @@ class SearchConfig:
     stop_after_epochs: int = 0         # stop (resumable) after this many epochs in this process
 
     def validate(self) -> None:
-        _choice("method", self.method, METHODS)
+        from .methods import METHODS  # the registry; loading it registers every method
+
+        if self.method not in METHODS:
+            close = difflib.get_close_matches(self.method, METHODS, n=2, cutoff=0.6)
+            hint = " (did you mean " + " or ".join(repr(c) for c in close) + "?)" if close else ""
+            raise ConfigError(f"config key 'method': expected one of {', '.join(map(repr, METHODS))}, "
+                              f"got {self.method!r}{hint}")
         _positive("log_every", self.log_every)
         _positive("threads", self.threads, allow_zero=True)
         _positive("stop_after_epochs", self.stop_after_epochs, allow_zero=True)
