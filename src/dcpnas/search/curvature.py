@@ -1,4 +1,4 @@
-"""Curvature products H_G·v for the tangent-propagation gradient (Eq. 4.33, method §4 and D.3).
+"""Curvature products H_G·v for the tangent-propagation gradient (Eqs. 4.33, 4.36–4.41; Decision C).
 
 ∇_α̂ D = H_G · ∂D/∂g_C with H_G = ∂²G/∂α̂² (symmetric), so one product serves every distance.
 Three ways to form it:

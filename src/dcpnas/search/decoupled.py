@@ -1,4 +1,4 @@
-"""Decoupled optimisation: a learnable, masked backtrack of the α update (Eqs. 4.50–4.53, §5.4).
+"""Decoupled optimisation: a learnable, masked backtrack of the α update (Eqs. 4.50–4.53, Decision O).
 
 After the ordinary architecture step α^{t+1} = α^t − η₁∇L, the op columns whose weights are
 "under-trained" (small ‖w_m‖², Eq. 4.53) are pulled back towards α^t's direction:
@@ -22,7 +22,7 @@ then says "the subscript ·m denotes a specific edge". We read α ∈ ℝ^{E×M}
 columns = ops (the layout of ``Supernet.arch_parameters()``): α_{:,m} is op m's column over all
 edges, the ranking is over ops, and ψ̃ ∈ ℝ^E multiplies that column element-wise (the only reading
 in which ψ̃ ⊛ α_{:,m} has matching shapes and R(w_m) indexes what is ranked). ``rank_scope="edge"``
-is the alternative of method §11.9: rank the ops of each edge by its own R[e, m].
+is the alternative of docs/METHOD.md#decision-o: rank the ops of each edge by its own R[e, m].
 
 Ranking: descending, rank 1 = the largest norm, ties broken by op index (lower first); an op is
 backtracked when its rank exceeds τ. Only ops with parameters are ranked (parameter-free ops have

@@ -126,7 +126,7 @@ def build_learner(kind: str, cfg: SearchConfig, in_channels: int, num_classes: i
 
 @torch.no_grad()
 def init_child_from_parent(child: Supernet, parent: Supernet) -> int:
-    """ŵ ← w once (method D.6): copy every conv / linear weight in module order, re-init β.
+    """ŵ ← w once (docs/METHOD.md#decision-weights): copy every conv / linear weight in module order, re-init β.
 
     The Parent's and the Child's ops hold their convolutions in the same order and shapes (the
     1-bit ops add BN/PReLU around them), so conv k of one is conv k of the other. Returns the

@@ -1,10 +1,10 @@
 """The DCP-NAS objective terms: G, the Child's weight objective, the Parent tangent, D.
 
-* G(ŵ, α̂, β) = −KL(p_P ‖ p̂_C), the Parent's softmax a detached target (method D.1, Eq. 4.30).
-* The Child's weight objective −G + μ·L_R (+ label CE), Eqs. 4.32/4.34 with D.7.
-* The Parent's tangent direction g_P = ∂f̃ᴾ/∂α, f̃ᴾ = −CE(Parent logits, y) (D.4, Eq. 4.29),
+* G(ŵ, α̂, β) = −KL(p_P ‖ p̂_C), the Parent's softmax a detached target (docs/METHOD.md#eq-4-30).
+* The Child's weight objective −G + μ·L_R (+ label CE), Eqs. 4.32/4.34 (docs/METHOD.md#decision-r).
+* The Parent's tangent direction g_P = ∂f̃ᴾ/∂α, f̃ᴾ = −CE(Parent logits, y) (docs/METHOD.md#eq-4-29),
   from the same forward that gives G its target.
-* The discrepancy D(g_C, g_P) between the Child's and the Parent's architecture gradients (D.2,
+* The discrepancy D(g_C, g_P) between the Child's and the Parent's architecture gradients (Decision D,
   Eq. 4.31) and its analytic derivative ∂D/∂g_C, which the curvature product turns into ∇_α̂ D.
 
 Gradient lists ("g_C", "g_P", directions) are lists of tensors shaped like the architecture
@@ -48,7 +48,7 @@ def child_objective_per_sample(child_logits: torch.Tensor, parent_logits: torch.
     """Per-sample G̃_b = G_b − label_ce_weight·CE_b: the quantity the Child's α̂ ascends.
 
     With the default label_ce_weight = 0 this is the per-sample G of ``child_parent_G``; the
-    label term is the option of method D.1 (its cross-entropy is always taken at T = 1).
+    label term is the option of docs/METHOD.md#decision-g (its cross-entropy is always taken at T = 1).
     """
     G = child_parent_G_per_sample(child_logits, parent_logits, temperature)
     if label_ce_weight:
@@ -69,7 +69,7 @@ def child_weight_terms(child: nn.Module, child_logits: torch.Tensor, parent_logi
     Returns ``(distill, reconstruction, parts)``: distill = −G (+ label_ce_weight·CE), attached;
     reconstruction = μ·L_R, attached (Eqs. 4.23, 4.32, 4.34); ``parts`` = {"G", "L_R", "CE"} as
     detached scalars (CE only when its weight is non-zero). D is deliberately absent: it acts
-    on α̂ only (docs/METHOD.md, Decision W).
+    on α̂ only (docs/METHOD.md, Decision R).
     """
     G = child_parent_G(child_logits, parent_logits, temperature)
     L_R = reconstruction_loss(_unwrap(child), reduction=reconstruction_reduction).to(G)

@@ -1,4 +1,4 @@
-"""CP-NAS's own search, Algorithm 9 (method section 10, Eqs. 4.15-4.16): sample, score, prune.
+"""CP-NAS's own search, Algorithm 9 (Eqs. 4.15-4.16, docs/METHOD.md#eq-4-15): sample, score, prune.
 
 Every edge starts with K = 8 candidate ops. A pruning stage runs ``sample.sweeps`` (T) sweeps of
 K samplings; sampling k of a sweep takes, on every edge, the k-th op of a fresh random permutation

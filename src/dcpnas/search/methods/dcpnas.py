@@ -1,4 +1,4 @@
-"""DCP-NAS, Algorithm 10 (method 6.1, D.5); with λ = 0 it is the CP-NAS objective (``cpnas``).
+"""DCP-NAS, Algorithm 10 (docs/METHOD.md#algorithm-10); with λ = 0 it is the CP-NAS objective (``cpnas``).
 
 alternation="epoch" (default, literal): epoch 2r is the Parent epoch of round r (w on search-train
 with CE; α on search-val with CE and the decoupled correction using R(w)), after which α̂ ← α;

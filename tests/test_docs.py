@@ -1,0 +1,44 @@
+"""The repository is self-contained: every document the README and the code cite is in it, and every
+``docs/METHOD.md#anchor`` they cite exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted([*ROOT.glob("src/dcpnas/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("examples/*.py"),
+                  *ROOT.glob("benchmarks/*.py"), ROOT / "README.md", *ROOT.glob("docs/*.md")])
+SOURCES = [p for p in SOURCES if p != Path(__file__).resolve()]
+# How the outside method notes used to be cited ("method D.1", "(D.4, ...)", "§5.4"; the book's §4.4 is
+# a reference, not a document).
+OUTSIDE = re.compile(r"shared/docs|dcpnas-method|method (D\.|§|sections? |\d)|\(section \d|\.\./shared|\bD\.\d|§(?!4\.4)\d")
+
+
+def method_anchors() -> set[str]:
+    return set(re.findall(r'<a id="([^"]+)"></a>', (ROOT / "docs" / "METHOD.md").read_text(encoding="utf-8")))
+
+
+def test_nothing_cites_a_document_outside_the_repository():
+    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in SOURCES
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if OUTSIDE.search(line)]
+    assert not hits, "\n".join(hits)
+
+
+def test_every_cited_method_anchor_exists():
+    anchors = method_anchors()
+    assert {"decision-g", "decision-t", "decision-c", "decision-l", "decision-o", "decision-r",
+            "decision-n", "eq-4-33", "references"} <= anchors
+    cited = {(p.relative_to(ROOT), a) for p in SOURCES
+             for a in re.findall(r"METHOD\.md#([A-Za-z0-9-]+)", p.read_text(encoding="utf-8"))}
+    inside = set(re.findall(r"\]\(#([A-Za-z0-9-]+)\)", (ROOT / "docs" / "METHOD.md").read_text(encoding="utf-8")))
+    missing = sorted({f"{p}: #{a}" for p, a in cited if a not in anchors} | {f"METHOD.md: #{a}" for a in inside - anchors})
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("letter", list("GTDLCPSWROBYKXNF"))
+def test_each_decision_letter_has_its_heading(letter):
+    text = (ROOT / "docs" / "METHOD.md").read_text(encoding="utf-8")
+    assert re.search(rf"^### Decision {letter} — ", text, re.M)
