@@ -48,7 +48,8 @@ def sha(path):
 def test_presets_and_effective_coefficients():
     quick = resolve_search_config(preset="quick")
     assert quick.data.dataset == "embedded" and quick.device == "cpu"
-    assert quick.lam == 5e-3 and quick.mu == 0.2
+    assert quick.lam == 0.03 and quick.mu == 0.2  # λ on the tangent-scaled D (Decision L)
+    assert quick.objective.curvature == "ggn" and quick.objective.teacher_bn == "batch"
     assert resolve_search_config(preset="quick", method="cpnas").lam == 0.0
     ablated = resolve_search_config(preset="quick", overrides=["ablation.use_discrepancy=false",
                                                                "ablation.use_reconstruction=false"])
