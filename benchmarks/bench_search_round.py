@@ -39,6 +39,9 @@ VARIANTS = {
     "dcpnas ggn": ("dcpnas", ["objective.curvature=ggn"]),
     "dcpnas fisher K=1": ("dcpnas", ["objective.curvature=fisher"]),
     "dcpnas exact": ("dcpnas", ["objective.curvature=exact"]),
+    "darts PC K=4": ("darts", ["supernet.partial_channels=4"]),
+    "cpnas PC K=4": ("cpnas", ["supernet.partial_channels=4"]),
+    "dcpnas ggn PC K=4": ("dcpnas", ["objective.curvature=ggn", "supernet.partial_channels=4"]),
 }
 
 

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     conv.add_argument("--to", required=True, choices=FORMATS)
     conv.add_argument("--out", "-o", help="output file (default: standard output)")
 
-    draw = sub.add_parser("draw", help="draw the cells (graphviz dot if on PATH, else built-in SVG)")
+    draw = sub.add_parser("draw", help="draw the cells (graphviz dot if on PATH, else matplotlib)")
     draw.add_argument("genotype", metavar="G")
     draw.add_argument("--out", "-o", required=True, help="FILE.svg, FILE.png or FILE.dot")
     draw.add_argument("--cell", choices=("normal", "reduce", "both"), default="both")

@@ -10,7 +10,7 @@ Out directory::
     config.json        resolved config + versions, seed, world size (rank 0)
     log.jsonl          step records (every ``log_every`` steps) and epoch records
     ckpt/last.pt       the checkpoint after the last finished epoch
-    genotype.json      the result; cell_normal.svg, cell_reduce.svg; alphas.png|svg
+    genotype.json      the result; cell_normal.svg, cell_reduce.svg; alphas.png
     summary.json       time, search cost, final accuracies, genotype, profile
     tb/                TensorBoard events (when tensorboard is installed)
 """

@@ -21,8 +21,8 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import NonFiniteLossError
 from ..utils.distributed import all_reduce_mean_, autocast_context, is_distributed
+from ..utils.finite import check_finite_loss  # the shared non-finite guard
 from .architect import ChildArchitect, LabelArchitect, Teacher, correct
 from .config import SearchConfig
 from .learner import Learner
@@ -267,7 +267,6 @@ def sync_buffers(*nets: torch.nn.Module) -> None:
     sync_batchnorm_stats(*nets)
 
 
-from ..utils.finite import check_finite_loss  # noqa: E402  (the shared non-finite guard)
 
 
 class PhaseDriver:

@@ -3,7 +3,7 @@
 ``train(cfg, out_dir)`` runs every step of :func:`~dcpnas.train.stages.plan_stages` and writes into
 ``out_dir``: ``config.json``, ``log.jsonl`` (one record per epoch), ``checkpoint.pt`` (after every
 epoch, atomically), ``step1.pt`` (two-step runs), ``model.pt`` (the final network), ``summary.json``
-and ``curves.svg``/``curves.png``. With ``resume=True`` it continues from ``checkpoint.pt``: model,
+and ``curves.png``. With ``resume=True`` it continues from ``checkpoint.pt``: model,
 optimizer, schedule, stage, epoch, step, RNG and batch state, so the run ends with the same weights
 as an uninterrupted one (on the same device and thread count).
 
