@@ -250,3 +250,20 @@ def test_search_logs_every_diagnostic(tmp_path, tiny_npz):
     assert "teacher_acc" in epochs[1] and "parent_acc" in epochs[0]
     diag = result.summary["diagnostics"]
     assert {"rho", "cos_step_gC", "G_share", "child_backtrack_ratio", "teacher_acc"} <= set(diag)
+
+
+def test_a_diverged_search_stops_with_one_line(tmp_path, tiny_npz):
+    """darts at optim.w.lr=1e6 used to finish with exit 0 at a loss of 1e16 (issue 11)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dcpnas", "search", "--preset", "quick", "--method",
+                        "darts", "--quiet", "--out", str(tmp_path / "run"), "--set",
+                        f"data.dataset=npz:{tiny_npz}", "data.limit=64", "data.batch_size=8",
+                        "data.resolution=0", "supernet.C=2", "schedule.rounds=2",
+                        "optim.w.optimizer=sgd", "optim.w.lr=1e6", "optim.w.lr_min=0",
+                        "tensorboard=false"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dcpnas: error:") and "Traceback" not in r.stderr
+    assert "diverged" in lines[0] or "NaN" in lines[0] or "nan" in lines[0] or "inf" in lines[0]

@@ -37,6 +37,8 @@ Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict]
 #: Step outputs that are losses: a NaN or Inf in any of them stops the run.
 LOSS_KEYS = ("parent_CE", "parent_val_CE", "child_CE", "child_val_CE", "loss_w_hat", "G", "L_R",
              "G_val", "D")
+#: Cross-entropy-like outputs: one beyond utils.finite.DIVERGED means the run diverged.
+BOUNDED_KEYS = ("parent_CE", "parent_val_CE", "child_CE", "child_val_CE", "G", "G_val")
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -311,7 +313,8 @@ class PhaseDriver:
                 values.update(step(xt, yt, xv, yv))
             values = _reduce_scalars(values)
             check_finite_loss(values, LOSS_KEYS, where=f"{where}, step {i + 1}",
-                              kept=f"last good checkpoint: {self.last_checkpoint()}")
+                              kept=f"last good checkpoint: {self.last_checkpoint()}",
+                              bounded=BOUNDED_KEYS, hint="lower the learning rate")
             meter.add(values)
             self.global_step += 1
             if self.progress is not None:
