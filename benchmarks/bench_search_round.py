@@ -7,8 +7,9 @@ variant is built from the same seed (same supernets, same batches) through ``bui
 what is timed is exactly what ``dcpnas search`` runs. Steps are interleaved round-robin over the
 repeats, so machine load hits all variants alike: read the ratios, not the milliseconds.
 
-Peak memory: CPU resident-set growth during the variant's steps (``ru_maxrss`` cannot go down, so it
-is measured per variant in a fresh subprocess with ``--memory``), CUDA ``max_memory_allocated``.
+Peak memory: per variant in a fresh subprocess (``--memory``): on CPU the process's peak resident
+set after building the supernets and running one round (``ru_maxrss``, so it includes Python and
+torch, about the same for every variant: compare differences), on CUDA ``max_memory_allocated``.
 
     python benchmarks/bench_search_round.py --C 8 --layers 5 --batch 32 --size 32 --repeats 3
 """
@@ -89,10 +90,9 @@ def memory_of(name: str, args, device) -> float:
             run_pair(steps, batch)
         sync(device)
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for steps in pairs.values():
         run_pair(steps, batch)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -143,7 +143,7 @@ def main() -> None:
     ref = rounds.get("cpnas")
     darts = rounds.get("darts")
     print("| variant | Parent pair ms | Child pair ms | Child ÷ Parent | round ms | × CP-NAS round "
-          "| × DARTS round | peak MiB |")
+          "| × DARTS round | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, (pairs, _) in built.items():
         p = med[(name, "parent pair")]
