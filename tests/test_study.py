@@ -66,16 +66,21 @@ def test_study_file_is_read(tmp_path):
     assert s.name == "lams" and s.entries[1].overrides == ("objective.lam=0.1",)
 
 
-def _r(label, seed, top1, acc, alphas):
-    return {"label": label, "seed": seed, "test_top1": top1, "search_val_acc": acc, "mbits": 1.0,
-            "ops": 2e6, "search_time_s": 10.0, "alphas": alphas}
+def _r(label, seed, top1, acc, alphas, method="dcpnas"):
+    return {"label": label, "method": method, "seed": seed, "test_top1": top1,
+            "search_val_acc": acc, "mbits": 1.0, "ops": 2e6, "search_time_s": 10.0,
+            "alphas": alphas}
 
 
 def test_aggregate_by_hand():
     res = [_r(REFERENCE, 0, 70.0, 0.5, [[0.0, 1.0]]), _r(REFERENCE, 1, 72.0, 0.7, [[1.0, 1.0]]),
            _r("x", 0, 71.0, 0.4, [[0.5, 1.0]]), _r("x", 1, 75.0, 0.6, [[1.0, -1.0]]),
-           _r(NULL, 0, 70.5, 0.5, [[0.0, 1.1]]), _r(NULL, 1, 71.0, 0.7, [[1.0, 0.9]])]
-    agg = aggregate(res, [REFERENCE, "x", NULL])
+           _r(NULL, 0, 70.5, 0.5, [[0.0, 1.1]]), _r(NULL, 1, 71.0, 0.7, [[1.0, 0.9]]),
+           _r("s", 0, 60.0, 0.2, [[9.0, 9.0]], method="random")]
+    agg = aggregate(res, [REFERENCE, "x", NULL, "s"])
+    # A sampling method's α (one-hot codes) is not compared with the reference's.
+    assert agg["rows"]["s"]["paired"]["max_d_alpha"]["n"] == 0
+    assert agg["rows"]["s"]["paired"]["d_top1"]["values"] == pytest.approx([-10.0])
     x = agg["rows"]["x"]
     assert x["test_top1"]["mean"] == pytest.approx(73.0)
     assert x["test_top1"]["std"] == pytest.approx(math.sqrt(8.0))        # sample std of 71, 75

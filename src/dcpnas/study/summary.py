@@ -20,6 +20,9 @@ from ..utils.io import atomic_write_json, atomic_write_text
 from ..utils.logging import console
 from .sets import NULL, REFERENCE, get_study_set
 
+#: Methods whose final α̂ comes from the same Parent/Child loop (max|Δα| between them means something).
+ALPHA_COMPARABLE = {"dcpnas", "cpnas"}
+
 __all__ = ["trial_result", "aggregate", "format_markdown", "write_summary"]
 
 
@@ -68,7 +71,7 @@ def trial_result(trial) -> dict:
     final = s.get("final", {})
     acc = final.get("child_acc", final.get("parent_acc"))
     prof = t.get("profile") or {}
-    return {"label": trial.entry.label, "seed": trial.seed,
+    return {"label": trial.entry.label, "method": trial.entry.method, "seed": trial.seed,
             "search_done": bool(s), "train_done": bool(t),
             "test_top1": (t.get("final") or {}).get("top1"),
             "search_val_acc": acc, "parent_val_acc": final.get("parent_acc"),
@@ -110,7 +113,10 @@ def aggregate(results: list[dict], labels: Sequence[str]) -> dict:
             for key, field in (("d_top1", "test_top1"), ("d_val_acc", "search_val_acc")):
                 if r[field] is not None and ref[field] is not None:
                     paired[key].append(r[field] - ref[field])
-            d = _max_abs_diff(r["alphas"], ref["alphas"])
+            # Only α of the same loop compare: sampling methods report one-hot codes, darts and
+            # bnas the α of a single supernet trained differently.
+            same_loop = {r.get("method"), ref.get("method")} <= ALPHA_COMPARABLE
+            d = _max_abs_diff(r["alphas"], ref["alphas"]) if same_loop else None
             if d is not None:
                 paired["max_d_alpha"].append(d)
         rows[label] = {
