@@ -32,6 +32,11 @@ def test_plan_adds_the_null_perturbation_seed_major(tmp_path):
         ("dcpnas", 0), ("l1", 0), ("cosine", 0), ("null", 0)]
     assert "supernet.alpha_perturbation=1e-09" in trials[3].entry.overrides
     assert len(plan_trials(StudyConfig("table-4.4", seeds=2, noise_floor=False), tmp_path)) == 6
+    first = plan_trials(StudyConfig("table-4.4", seeds=2, priority=["null", "dcpnas"]), tmp_path)
+    assert [(t.entry.label, t.seed) for t in first[:5]] == [
+        ("dcpnas", 0), ("null", 0), ("dcpnas", 1), ("null", 1), ("l1", 0)]
+    with pytest.raises(Exception, match="not an entry"):
+        plan_trials(StudyConfig("table-4.4", priority=["l2"]), tmp_path)
 
 
 @pytest.mark.parametrize("content, match", [

@@ -36,6 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="search only (no test accuracy)")
     p.add_argument("--no-noise-floor", action="store_true", help="skip the null-perturbation runs")
     p.add_argument("--jobs", type=int, default=2, help="trials at a time, one thread each (2)")
+    p.add_argument("--priority", nargs="+", default=[], metavar="LABEL",
+                   help="run these entries for every seed first (e.g. dcpnas cpnas null)")
     p.add_argument("--out", metavar="DIR", help="the study's run directory")
     p.add_argument("--resume", action="store_true", help="continue the study in --out")
     p.add_argument("--list", action="store_true", help="list the study sets and exit")
@@ -58,6 +60,7 @@ def run(args) -> int:
                       search_preset=args.search_preset, train_preset=args.train_preset,
                       search_overrides=list(args.search_overrides),
                       train_overrides=list(args.train_overrides),
-                      noise_floor=not args.no_noise_floor, jobs=args.jobs, train=not args.no_train)
+                      noise_floor=not args.no_noise_floor, jobs=args.jobs, train=not args.no_train,
+                      priority=list(args.priority))
     run_study(cfg, args.out, resume=args.resume)
     return 0

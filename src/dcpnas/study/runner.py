@@ -56,6 +56,7 @@ class StudyConfig:
     noise_floor: bool = True
     jobs: int = 2
     train: bool = True
+    priority: list[str] = field(default_factory=list)   # labels run for every seed first
 
     def validate(self) -> None:
         if not 1 <= self.seeds <= 100:
@@ -97,10 +98,16 @@ def study_entries(cfg: StudyConfig) -> list[Entry]:
 
 def plan_trials(cfg: StudyConfig, out: Path) -> list[Trial]:
     """Seed-major order, so that after k seeds every entry has k trials (a stopped study is
-    already paired)."""
+    already paired); the ``priority`` labels first, for every seed."""
     entries = study_entries(cfg)
-    return [Trial(e, s, out) for s in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
-            for e in entries]
+    labels = {e.label for e in entries}
+    unknown = [p for p in cfg.priority if p not in labels]
+    if unknown:
+        raise DcpnasError(f"--priority {unknown[0]!r} is not an entry of the set "
+                          f"({', '.join(sorted(labels))})")
+    trials = [Trial(e, s, out) for s in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+              for e in entries]
+    return sorted(trials, key=lambda t: t.entry.label not in cfg.priority)  # stable
 
 
 def _cli() -> list[str]:
@@ -218,7 +225,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
         settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
         if saved.exists():
             old = json.loads(saved.read_text(encoding="utf-8"))
-            keep = ("jobs",)
+            keep = ("jobs", "priority")
             diff = [k for k in settings if k not in keep and old.get(k) != settings[k]]
             if diff:
                 raise DcpnasError(f"cannot continue the study in {out}: its '{diff[0]}' differs "
