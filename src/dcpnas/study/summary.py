@@ -196,7 +196,8 @@ def plot_summary(agg: dict, results: list[dict], path: Path) -> Optional[Path]:
     a1.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     a1.set_ylabel("1-bit test top-1 (%)")
     a1.set_title("derived 1-bit network, per seed (dots) and mean ± std")
-    others = [lab for lab in labels if lab != REFERENCE]
+    others = [lab for lab in labels if lab != REFERENCE
+              and agg["rows"][lab]["paired"]["max_d_alpha"]["values"]]  # comparable α only
     for i, label in enumerate(others):
         vals = agg["rows"][label]["paired"]["max_d_alpha"]["values"]
         a2.scatter([i] * len(vals), vals, s=18, color="#2ca02c" if label != NULL else "#7f7f7f")
