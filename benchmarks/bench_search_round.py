@@ -7,6 +7,9 @@ variant is built from the same seed (same supernets, same batches) through ``bui
 what is timed is exactly what ``dcpnas search`` runs. Steps are interleaved round-robin over the
 repeats, so machine load hits all variants alike: read the ratios, not the milliseconds.
 
+Memory format: the search's default is channels-last on every device (``use_channels_last``);
+``--memory-format both`` times every variant also in NCHW, interleaved with the rest.
+
 Peak memory: per variant in a fresh subprocess (``--memory``): on CPU the process's peak resident
 set after building the supernets and running one round (``ru_maxrss``, so it includes Python and
 torch, about the same for every variant: compare differences), on CUDA ``max_memory_allocated``.
@@ -33,6 +36,7 @@ from dcpnas.search import resolve_search_config  # noqa: E402
 from dcpnas.search.inputs import SearchData  # noqa: E402
 from dcpnas.search.methods import MethodContext, build_method  # noqa: E402
 from dcpnas.data import DeviceBatches  # noqa: E402
+from dcpnas.utils.distributed import use_channels_last  # noqa: E402
 
 VARIANTS = {
     "darts": ("darts", []),
@@ -46,11 +50,16 @@ VARIANTS = {
 }
 
 
+NCHW = " (NCHW)"  # suffix of a variant run in the contiguous memory format instead of channels-last
+
+
 def build(name: str, args, device):
-    method, extra = VARIANTS[name]
+    nchw = name.endswith(NCHW)
+    method, extra = VARIANTS[name.removesuffix(NCHW)]
     cfg = resolve_search_config(preset="quick", method=method, overrides=[
         f"supernet.C={args.C}", f"supernet.layers={args.layers}", f"data.batch_size={args.batch}",
-        f"device={device.type}", *args.overrides, *extra])
+        f"device={device.type}", f"channels_last={str(not nchw).lower()}", *args.overrides, *extra])
+    channels_last = use_channels_last(device, cfg.channels_last)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     n = args.batch * 2
@@ -58,7 +67,7 @@ def build(name: str, args, device):
                       dtype=torch.uint8)
     y = torch.randint(0, 10, (n,), generator=g)
     kw = dict(device=device, mean=(0.5,) * args.channels, std=(0.25,) * args.channels,
-              shuffle=False, augment=False)
+              shuffle=False, augment=False, channels_last=channels_last)
     data = SearchData(DeviceBatches(x, y, args.batch, seed=0, **kw),
                       DeviceBatches(x.flip(0), y.flip(0), args.batch, seed=1, **kw),
                       args.channels, 10, args.size, n, n)
@@ -106,6 +115,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--memory-format", choices=("channels_last", "contiguous", "both"),
+                    default="channels_last", help="both: every variant also in NCHW, interleaved")
     ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
     ap.add_argument("--memory", help=argparse.SUPPRESS)  # internal: one variant's peak memory
     args = ap.parse_args()
@@ -114,6 +125,10 @@ def main() -> None:
     if args.memory:
         print(json.dumps(memory_of(args.memory, args, device)))
         return
+    if args.memory_format == "contiguous":
+        args.variants = [v + NCHW for v in args.variants]
+    elif args.memory_format == "both":
+        args.variants = [v + s for v in args.variants for s in ("", NCHW)]
 
     built = {name: build(name, args, device) for name in args.variants}
     samples = {(name, part): [] for name, (pairs, _) in built.items() for part in pairs}
@@ -140,18 +155,23 @@ def main() -> None:
     print(f"device={device} torch={torch.__version__} threads={args.threads} C={args.C} "
           f"layers={args.layers} batch={args.batch} input={args.channels}×{args.size}² "
           f"repeats={args.repeats} (medians)\n")
-    ref = rounds.get("cpnas")
-    darts = rounds.get("darts")
     print("| variant | Parent pair ms | Child pair ms | Child ÷ Parent | round ms | × CP-NAS round "
           "| × DARTS round | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, (pairs, _) in built.items():
+        fmt = NCHW if name.endswith(NCHW) else ""     # ratios against the same memory format
+        ref, darts = rounds.get("cpnas" + fmt), rounds.get("darts" + fmt)
         p = med[(name, "parent pair")]
         c = med.get((name, "child pair"))
         print(f"| {name} | {p * 1e3:.0f} | {'' if c is None else f'{c * 1e3:.0f}'} | "
               f"{'' if c is None else f'{c / p:.2f}'} | {rounds[name] * 1e3:.0f} | "
               f"{rounds[name] / ref:.2f} | {rounds[name] / darts:.2f} | {mem[name]:.0f} |"
               if ref and darts else f"| {name} | {p * 1e3:.0f} | | | {rounds[name] * 1e3:.0f} | | | |")
+    if args.memory_format == "both":
+        print("\n| variant | round NCHW ÷ channels-last |\n|---|---:|")
+        for name in args.variants:
+            if not name.endswith(NCHW) and name + NCHW in rounds:
+                print(f"| {name} | {rounds[name + NCHW] / rounds[name]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -296,7 +296,7 @@ class SearchConfig:
     device: str = "auto"
     threads: int = 0                   # CPU threads for torch (0: torch's default)
     amp: bool = True                   # bf16 autocast, CUDA only
-    channels_last: bool = True         # CUDA only
+    channels_last: bool = True         # NHWC on CUDA and CPU (faster on both)
     log_every: int = 10                # steps between log.jsonl step records
     tensorboard: bool = True           # when torch.utils.tensorboard imports
     keep_checkpoints: bool = False     # also keep ckpt/epoch_NNN.pt besides ckpt/last.pt

@@ -13,7 +13,7 @@ import torch
 
 from ..data import DeviceBatches, imagenet_search_loaders, load_dataset, search_split
 from ..errors import ConfigError
-from ..utils.distributed import DistEnv
+from ..utils.distributed import DistEnv, use_channels_last
 from .config import SearchConfig
 
 __all__ = ["SearchData", "LoaderBatches", "build_search_data"]
@@ -61,7 +61,7 @@ def downsample(x_uint8: torch.Tensor, side: int) -> torch.Tensor:
 def build_search_data(cfg: SearchConfig, env: DistEnv) -> SearchData:
     """Load ``cfg.data.dataset`` and cut it into this rank's search-train / search-val batches."""
     d = cfg.data
-    channels_last = cfg.channels_last and env.device.type == "cuda"
+    channels_last = use_channels_last(env.device, cfg.channels_last)
     if d.dataset == "imagenet":
         train, val, num_classes = imagenet_search_loaders(
             d.data_dir, d.batch_size, d.workers, d.image_size, fraction=d.imagenet_fraction,

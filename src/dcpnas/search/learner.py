@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from ..binary import BinaryConv2d
 from ..space import NUM_EDGES, PRIMITIVES, Supernet
-from ..utils.distributed import broadcast_
+from ..utils.distributed import broadcast_, use_channels_last
 from .config import SearchConfig, WeightOptimConfig
 from .decoupled import DecoupledOptimization
 
@@ -32,7 +32,7 @@ def build_supernet(kind: str, cfg: SearchConfig, in_channels: int, num_classes: 
             for a in net.arch_parameters():
                 a.add_(s.alpha_perturbation * torch.randn(a.shape, generator=g, dtype=a.dtype))
     net = net.to(device)
-    if device.type == "cuda" and cfg.channels_last:
+    if use_channels_last(device, cfg.channels_last):
         net = net.to(memory_format=torch.channels_last)
     # Same seed on every rank makes these equal already; the broadcast makes it a guarantee.
     broadcast_(list(net.parameters()) + [b for b in net.buffers() if b.is_floating_point()])

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 
 from ..errors import ConfigError
-from ..utils.distributed import DistEnv
+from ..utils.distributed import DistEnv, use_channels_last
 from .config import TrainConfig
 
 __all__ = ["TrainData", "build_data", "test_batches", "to_device"]
@@ -95,7 +95,7 @@ def _memory_data(cfg: TrainConfig, env: DistEnv, dataset=None) -> TrainData:
         x_test, y_test = x_test[:d.test_limit], y_test[:d.test_limit]
     batch = _per_rank(d.batch_size, env)
     eval_batch = d.eval_batch_size or 2 * batch
-    cl = cfg.channels_last and env.device.type == "cuda"
+    cl = use_channels_last(env.device, cfg.channels_last)
     common = dict(device=env.device, mean=ds.mean, std=ds.std, channels_last=cl)
     train = DeviceBatches(x_train, y_train, batch, shuffle=True, augment=d.augment,
                           crop_padding=d.crop_padding, hflip=d.hflip, seed=cfg.seed, rank=env.rank,
@@ -116,7 +116,7 @@ def _imagenet_data(cfg: TrainConfig, env: DistEnv) -> TrainData:
     train, test, num_classes = build_imagenet_loaders(
         d.data_dir, batch, d.workers, image_size=d.image_size, distributed=env.distributed,
         rank=env.rank, world_size=env.world_size, seed=cfg.seed)
-    cl = cfg.channels_last and env.device.type == "cuda"
+    cl = use_channels_last(env.device, cfg.channels_last)
     return TrainData("imagenet", 3, d.image_size, num_classes, IMAGENET_MEAN, IMAGENET_STD, train, test,
                      env.device, cl, sampler_epoch=True)
 

@@ -29,7 +29,7 @@ from ..binary import binary_convs
 from ..config import save_config, to_dict
 from ..errors import ConfigError, DcpnasError, WriteError
 from ..utils.distributed import (DistEnv, all_reduce_mean_, autocast_context, barrier, init_distributed,
-                                 seed_everything, sync_batchnorm_stats)
+                                 seed_everything, sync_batchnorm_stats, use_channels_last)
 from ..utils.finite import check_finite_state, kept_checkpoint, non_finite_loss
 from ..utils.io import atomic_write_text, os_reason
 from ..utils.logging import JsonlLogger, console
@@ -389,7 +389,7 @@ def _train_claimed(cfg: TrainConfig, out: Path, resume: bool, dataset, env: Dist
 
     seed_everything(cfg.seed, cfg.deterministic)
     model = spec.build().to(env.device)
-    if env.device.type == "cuda" and cfg.channels_last:
+    if use_channels_last(env.device, cfg.channels_last):
         model = model.to(memory_format=torch.channels_last)
     stages = plan_stages(cfg)
     if cfg.model.init_from and state is None:

@@ -229,3 +229,15 @@ def autocast_context(device: str | torch.device, enabled: bool = True):
     if enabled and device_type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# Devices whose convolution and pooling kernels run faster on NHWC tensors. CPU belongs here: oneDNN's
+# depthwise (dilated) convs and the 3×3 pools of every mixed op are 1.5–4× faster in channels-last
+# (benchmarks/bench_search_round.py --memory-format both; README "A search round").
+CHANNELS_LAST_DEVICES = ("cuda", "cpu")
+
+
+def use_channels_last(device: str | torch.device, enabled: bool = True) -> bool:
+    """Whether models and batches on ``device`` go channels-last (the one place this is decided)."""
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
+    return bool(enabled) and device_type in CHANNELS_LAST_DEVICES
