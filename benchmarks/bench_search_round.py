@@ -11,7 +11,7 @@ Memory format: the search's default is channels-last on every device (``use_chan
 ``--memory-format both`` times every variant also in NCHW, interleaved with the rest.
 
 Peak memory: per variant in a fresh subprocess (``--memory``): on CPU the process's peak resident
-set after building the supernets and running one round (``ru_maxrss``, so it includes Python and
+set after building the supernets and running one round (VmHWM, so it includes Python and
 torch, about the same for every variant: compare differences), on CUDA ``max_memory_allocated``.
 
     python benchmarks/bench_search_round.py --C 8 --layers 5 --batch 32 --size 32 --repeats 3
@@ -101,6 +101,18 @@ def memory_of(name: str, args, device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     for steps in pairs.values():
         run_pair(steps, batch)
+    return _peak_rss_mib()
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident set. Linux: VmHWM, which starts afresh at exec; ``ru_maxrss``
+    would carry over the peak of the parent that forked it (the timing process, all variants built)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -130,6 +142,14 @@ def main() -> None:
     elif args.memory_format == "both":
         args.variants = [v + s for v in args.variants for s in ("", NCHW)]
 
+    mem = {}
+    for name in args.variants:
+        cmd = [sys.executable, __file__, "--memory", name, "--C", str(args.C), "--layers",
+               str(args.layers), "--batch", str(args.batch), "--size", str(args.size),
+               "--channels", str(args.channels), "--threads", str(args.threads), "--device",
+               args.device, *(["--set", *args.overrides] if args.overrides else [])]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        mem[name] = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
     built = {name: build(name, args, device) for name in args.variants}
     samples = {(name, part): [] for name, (pairs, _) in built.items() for part in pairs}
     for rep in range(args.repeats + 1):               # the first pass warms up
@@ -143,15 +163,6 @@ def main() -> None:
                     samples[(name, part)].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in samples.items()}
     rounds = {name: sum(med[(name, p)] for p in pairs) for name, (pairs, _) in built.items()}
-    mem = {}
-    for name in args.variants:
-        cmd = [sys.executable, __file__, "--memory", name, "--C", str(args.C), "--layers",
-               str(args.layers), "--batch", str(args.batch), "--size", str(args.size),
-               "--channels", str(args.channels), "--threads", str(args.threads), "--device",
-               args.device, *(["--set", *args.overrides] if args.overrides else [])]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        mem[name] = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
-
     print(f"device={device} torch={torch.__version__} threads={args.threads} C={args.C} "
           f"layers={args.layers} batch={args.batch} input={args.channels}×{args.size}² "
           f"repeats={args.repeats} (medians)\n")

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Cost of one training step of a derived network: real-valued vs 1-bit, and the 1-bit step with the
-binarisers as ``autograd.Function`` (the package's) vs the ``s + (sign − s).detach()`` form.
+binarisers as ``autograd.Function`` (the package's) vs the ``s + (sign − s).detach()`` form; both
+real-valued and 1-bit (Function) also in channels-last memory format.
 
 One step = forward + cross-entropy + backward + AdamW update on one fixed batch. The variants are
 timed round-robin (``bench_search_step.time_steps``), so machine load hits them alike; the table
@@ -12,6 +13,7 @@ gives medians and ratios to the real-valued step.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -74,9 +76,15 @@ def main(argv=None):
     y = torch.randint(0, 10, (args.batch,))
     nets = {binary: build_network(genotype, binary=binary, in_channels=args.in_channels, C=args.C,
                                   layers=args.layers) for binary in (False, True)}
+    # Channels-last copies (what ``dcpnas train`` runs by default on CPU and CUDA, use_channels_last).
+    cl = torch.channels_last
+    nets_cl = {b: copy.deepcopy(n).to(memory_format=cl) for b, n in nets.items()}
+    x_cl = x.contiguous(memory_format=cl)
     steps = {"real-valued": train_step(nets[False], x, y),
              "1-bit, Function binarisers": train_step(nets[True], x, y),
-             "1-bit, detach-trick binarisers": train_step(nets[True], x, y)}
+             "1-bit, detach-trick binarisers": train_step(nets[True], x, y),
+             "real-valued, channels-last": train_step(nets_cl[False], x_cl, y),
+             "1-bit, Function binarisers, channels-last": train_step(nets_cl[True], x_cl, y)}
 
     def select(name):
         impl = DETACH if "detach" in name else FUNCTION

@@ -26,6 +26,7 @@ from .config import SearchConfig
 from .curvature import Curvature, curvature_from_config
 from .discrepancy import Distance, make_distance
 from .learner import Learner
+from ..space.supernet import op_alphas
 from .objective import parent_forward, teaching
 
 __all__ = ["Teacher", "Architect", "LabelArchitect", "ChildArchitect"]
@@ -85,20 +86,21 @@ class Architect:
         all_reduce_mean_(grads)
         L = self.learner
         alphas, dec = L.alphas, L.decoupled
+        ops = op_alphas(alphas)  # the backtrack is per op column (Eq. 4.52): β is not backtracked
         if dec is not None:
-            dec.update_psi(grads)
-            dec.remember(alphas)
-            prev = [a.detach().clone() for a in alphas]
+            dec.update_psi(op_alphas(grads))
+            dec.remember(ops)
+            prev = [a.detach().clone() for a in ops]
         for a, g in zip(alphas, grads):
             a.grad = g.detach().to(a.dtype)
         L.a_opt.step()
         L.a_opt.zero_grad(set_to_none=True)
         if dec is None:
             return {}
-        stepped = [a.detach().clone() for a in alphas]
-        dec.apply(alphas, L.net.op_weight_sq_norms(), dec.eta(L.arch_lr(), L.weight_lr()))
+        stepped = [a.detach().clone() for a in ops]
+        dec.apply(ops, L.net.op_weight_sq_norms(), dec.eta(L.arch_lr(), L.weight_lr()))
         adam = _norm([s - p for s, p in zip(stepped, prev)])
-        back = _norm([a.detach() - s for a, s in zip(alphas, stepped)])
+        back = _norm([a.detach() - s for a, s in zip(ops, stepped)])
         prefix = L.name
         return {f"{prefix}_backtrack_ratio": back / adam if adam > 0 else 0.0,
                 f"{prefix}_decoupled_coef": dec.coefficient_mean()}

@@ -25,7 +25,7 @@ def build_supernet(kind: str, cfg: SearchConfig, in_channels: int, num_classes: 
     s = cfg.supernet
     net = Supernet(kind, in_channels=in_channels, num_classes=num_classes, C=s.C, layers=s.layers,
                    layout=cfg.layout, scope=s.scope, alpha_init_std=s.alpha_init_std,
-                   partial_channels=s.partial_channels)
+                   partial_channels=s.partial_channels, edge_normalization=s.edge_normalization)
     if s.alpha_perturbation:
         g = torch.Generator().manual_seed(cfg.seed + 7919)
         with torch.no_grad():

@@ -27,6 +27,7 @@ from .. import __version__
 from ..config import save_config, to_dict
 from ..errors import ConfigError, WriteError
 from ..space import Genotype
+from ..space.supernet import op_alphas
 from ..utils.distributed import DistEnv, barrier, broadcast_, seed_everything, sync_batchnorm_stats
 from ..utils.finite import check_finite_state, kept_checkpoint
 from ..utils.io import atomic_write_json, os_reason
@@ -93,7 +94,8 @@ class SearchLoop:
         g = self.method.genotype()
         rec = {"event": "epoch", "epoch": epoch + 1}
         rec.update(out)
-        rec.update(alpha_entropy=alpha_entropy(alphas), alpha_weights=alpha_weights(alphas),
+        rec.update(alpha_entropy=alpha_entropy(op_alphas(alphas)),
+                   alpha_weights=alpha_weights(op_alphas(alphas)),
                    alphas=[a.detach().cpu().tolist() for a in alphas], genotype=g.to_darts(),
                    elapsed_s=elapsed)
         return rec

@@ -35,6 +35,15 @@ class _CellInputs(nn.Module):
         return self.preprocess0(s0), self.preprocess1(s1)
 
 
+def edge_weights(beta: torch.Tensor) -> torch.Tensor:
+    """PC-DARTS edge normalisation: softmax of β over the incoming edges of each node (NUM_EDGES)."""
+    parts, start = [], 0
+    for node in range(STEPS):
+        parts.append(torch.softmax(beta[start:start + node + 2], dim=-1))
+        start += node + 2
+    return torch.cat(parts)
+
+
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     """Zero whole samples of a path with probability drop_prob (scaled to keep the expectation)."""
     if drop_prob <= 0.0:
@@ -57,12 +66,19 @@ class SearchCell(nn.Module):
                 self.edges.append(MixedOp(C, stride, style, partial))
         self.multiplier = STEPS
 
-    def forward(self, s0, s1, weights: torch.Tensor, path=None):
-        """Mix every op by ``weights`` (edges × ops), or run only ``path[e]`` on edge e."""
+    def forward(self, s0, s1, weights: torch.Tensor, path=None, edges: torch.Tensor | None = None):
+        """Mix every op by ``weights`` (edges × ops), or run only ``path[e]`` on edge e.
+
+        edges: per-edge weights (``edge_weights(β)``) that scale each edge in its node's sum
+        (PC-DARTS edge normalisation), or None.
+        """
         states = list(self.inputs(s0, s1))
         offset = 0
         for node in range(STEPS):
-            if path is None:
+            if path is None and edges is not None:
+                s = sum(edges[offset + j] * self.edges[offset + j](h, weights[offset + j])
+                        for j, h in enumerate(states))
+            elif path is None:
                 s = sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
             else:
                 s = sum(self.edges[offset + j].forward_path(h, int(path[offset + j]))

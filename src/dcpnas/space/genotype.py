@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import GenotypeError
 from ..utils.bounded import read_text
-from .cell import STEPS
+from .cell import STEPS, edge_weights
 from .primitives import NONE_INDEX, PRIMITIVES
 
 FORMAT = "dcpnas-genotype/1"
@@ -99,15 +99,21 @@ def validate(g: Genotype) -> None:
 
 
 # -- derivation -------------------------------------------------------------------------------
-def derive_genotype(alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor) -> Genotype:
+def derive_genotype(alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor,
+                    beta_normal: torch.Tensor | None = None,
+                    beta_reduce: torch.Tensor | None = None) -> Genotype:
     """DARTS parsing: per node, each incoming edge's strongest non-``none`` op; keep the top-2 edges.
 
-    Edge strength is the softmax weight of that op (the weights the supernet mixed with). Genes of
-    a node are listed strongest edge first; ties break towards the lower input index.
+    Edge strength is the softmax weight of that op (the weights the supernet mixed with), times
+    the edge's normalised weight ``edge_weights(β)`` when β is given (PC-DARTS edge
+    normalisation; it rescales whole rows, so it changes which edges are kept, not their op).
+    Genes of a node are listed strongest edge first; ties break towards the lower input index.
     """
-    def parse(alpha: torch.Tensor):
+    def parse(alpha: torch.Tensor, beta: torch.Tensor | None):
         weights = F.softmax(alpha.detach().float().cpu(), dim=-1)
         weights[:, NONE_INDEX] = -1.0
+        if beta is not None:
+            weights = weights * edge_weights(beta.detach().float().cpu()).unsqueeze(1)
         genes, start = [], 0
         for node in range(STEPS):
             W = weights[start:start + node + 2]
@@ -118,7 +124,7 @@ def derive_genotype(alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor) -> G
         return genes
 
     concat = list(range(2, STEPS + 2))
-    return Genotype(parse(alpha_normal), concat, parse(alpha_reduce), concat)
+    return Genotype(parse(alpha_normal, beta_normal), concat, parse(alpha_reduce, beta_reduce), concat)
 
 
 # -- reading ----------------------------------------------------------------------------------

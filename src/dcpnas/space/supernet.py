@@ -2,7 +2,11 @@
 
 Architecture parameters α (normal and reduce, each ``NUM_EDGES × len(PRIMITIVES)``) are registered
 parameters, so DistributedDataParallel broadcasts them with the weights; ``arch_parameters()`` and
-``weight_parameters()`` keep the two groups apart for their optimisers.
+``weight_parameters()`` keep the two groups apart for their optimisers. With PC-DARTS's edge
+normalisation ``arch_parameters()`` also holds β (normal and reduce, each ``NUM_EDGES``), after the
+two α: every list-generic step (gradients, the tangent, D, the curvature product, Adam, inheritance)
+treats them alike; what is defined per op column (the decoupled backtrack, the entropy of α, the
+genotype's op choice) reads ``op_alphas(...)``, the first two.
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ import torch.nn.functional as F
 
 from ..binary import BinaryConv2d
 from ..binary.quantizers import hard_sign
-from .cell import NUM_EDGES, SearchCell
+from .cell import NUM_EDGES, SearchCell, edge_weights
 from .macro import MacroNet
 from .primitives import PRIMITIVES, OpStyle
 
 KINDS = ("parent", "child")
 ARCH_NAMES = ("alpha_normal", "alpha_reduce")
+EDGE_NAMES = ("beta_normal", "beta_reduce")
+
+
+def op_alphas(arch: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The α tensors (edges × ops) of an ``arch_parameters()``-ordered list; β, if any, follow them."""
+    return list(arch[:len(ARCH_NAMES)])
 
 
 class Supernet(MacroNet):
@@ -29,12 +39,14 @@ class Supernet(MacroNet):
     kind: ``parent`` (real weights and activations) or ``child`` (1-bit ops, see ``OpStyle``).
     scope: binarisation scope of the Child (``official`` or ``book``).
     partial_channels: K of PC-DARTS's partial channel connection (1: off; see ``MixedOp``).
+    edge_normalization: PC-DARTS's β: each node sums its incoming edges weighted by a softmax of
+      β over them (``edge_weights``); the genotype ranks edges by softmax(α) × that weight.
     """
 
     def __init__(self, kind: str = "parent", *, in_channels: int = 3, num_classes: int = 10,
                  C: int = 16, layers: int = 8, layout: str = "cifar", scope: str = "official",
                  stem_multiplier: int = 3, alpha_init_std: float = 1e-3,
-                 partial_channels: int = 1):
+                 partial_channels: int = 1, edge_normalization: bool = False):
         if kind not in KINDS:
             raise ValueError(f"unknown supernet kind {kind!r}; expected one of {KINDS}")
         style = OpStyle(binary=(kind == "child"), scope=scope, affine=False)
@@ -49,11 +61,16 @@ class Supernet(MacroNet):
         shape = (NUM_EDGES, len(PRIMITIVES))
         self.alpha_normal = nn.Parameter(alpha_init_std * torch.randn(shape))
         self.alpha_reduce = nn.Parameter(alpha_init_std * torch.randn(shape))
+        self.edge_normalization = bool(edge_normalization)
+        if self.edge_normalization:
+            self.beta_normal = nn.Parameter(alpha_init_std * torch.randn(NUM_EDGES))
+            self.beta_reduce = nn.Parameter(alpha_init_std * torch.randn(NUM_EDGES))
 
     # -- parameter groups -------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
-        """[α_normal, α_reduce]."""
-        return [self.alpha_normal, self.alpha_reduce]
+        """[α_normal, α_reduce], then [β_normal, β_reduce] with edge normalisation."""
+        names = ARCH_NAMES + (EDGE_NAMES if self.edge_normalization else ())
+        return [getattr(self, n) for n in names]
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter except α (conv weights ŵ, scales β, BN, PReLU, classifier)."""
@@ -81,12 +98,18 @@ class Supernet(MacroNet):
             for cell in self.cells:
                 s0, s1 = s1, cell(s0, s1, None, p_reduce if cell.reduction else p_normal)
             return self.head(s1)
-        a_normal, a_reduce = alphas if alphas is not None else self.arch_parameters()
-        w_normal = F.softmax(a_normal, dim=-1)
-        w_reduce = F.softmax(a_reduce, dim=-1)
+        arch = list(alphas) if alphas is not None else self.arch_parameters()
+        expected = len(ARCH_NAMES) + (len(EDGE_NAMES) if self.edge_normalization else 0)
+        if len(arch) != expected:
+            raise ValueError(f"expected {expected} architecture tensors, got {len(arch)}")
+        w_normal, w_reduce = (F.softmax(a, dim=-1) for a in arch[:2])
+        e_normal, e_reduce = (edge_weights(b) for b in arch[2:]) if len(arch) > 2 else (None, None)
         s0, s1 = self.stems(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+            if cell.reduction:
+                s0, s1 = s1, cell(s0, s1, w_reduce, edges=e_reduce)
+            else:
+                s0, s1 = s1, cell(s0, s1, w_normal, edges=e_normal)
         return self.head(s1)
 
     # -- quantities the search reads ----------------------------------------------------------

@@ -63,12 +63,12 @@ class SearchMethod:
         raise NotImplementedError
 
     def alphas(self) -> list[torch.Tensor]:
-        """The architecture the genotype is derived from (rows: edges, columns: PRIMITIVES)."""
+        """The architecture the genotype is derived from: α (rows: edges, columns: PRIMITIVES), then β
+        with edge normalisation (``Supernet.arch_parameters()`` order)."""
         raise NotImplementedError
 
     def genotype(self) -> Genotype:
-        a_normal, a_reduce = self.alphas()
-        return derive_genotype(a_normal, a_reduce)
+        return derive_genotype(*self.alphas())   # α, then β under edge normalisation
 
     def networks(self) -> list[torch.nn.Module]:
         """Supernets whose BN statistics are averaged over ranks after each epoch."""
