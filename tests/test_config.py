@@ -253,6 +253,12 @@ def test_load_errors(tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match="top level must be a table"):
         load_config_file(tmp_path / "list.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="deep.json: nested too deeply"):
+        load_config_file(tmp_path / "deep.json")
+    (tmp_path / "huge.json").write_text("{" + " " * (2 << 20) + "}")
+    with pytest.raises(ConfigError, match="huge.json"):
+        load_config_file(tmp_path / "huge.json")
 
 
 def test_save_config_roundtrip_with_meta(tmp_path):

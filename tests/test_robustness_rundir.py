@@ -153,3 +153,14 @@ def test_a_training_into_a_held_directory_is_refused_naming_the_holder(tmp_path,
         holder.stdout.close()
     with claim_run_dir(out, "train"):   # the kernel released the killed holder's lock
         pass
+
+
+def test_resuming_a_search_in_a_training_run_is_refused_by_kind(tmp_path):
+    """The API checks the run's kind before reading its config.json as a search config."""
+    from dcpnas.search import search
+
+    run = tmp_path / "trained"
+    with claim_run_dir(run, "train") as r:
+        atomic_write_text(r.path / "config.json", '{"config": {"epochs": 2, "optim": {}}}')
+    with pytest.raises(RunDirError, match="holds a train run"):
+        search(out=run, resume=True, quiet=True)

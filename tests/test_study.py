@@ -26,6 +26,16 @@ def test_named_sets_hold_the_papers_rows():
         get_study_set("table-4.33")
 
 
+def test_pc_darts_set_resolves_at_the_quick_preset():
+    from dcpnas.search import resolve_search_config
+
+    entries = get_study_set("pc-darts").entries
+    assert [e.label for e in entries] == ["dcpnas", "pc2", "pc2-en"]
+    for e in entries:  # every entry is a valid quick-preset search (K divides C = 4)
+        cfg = resolve_search_config(preset="quick", method=e.method, overrides=list(e.overrides))
+        assert cfg.supernet.edge_normalization == (e.label == "pc2-en")
+
+
 def test_plan_adds_the_null_perturbation_seed_major(tmp_path):
     trials = plan_trials(StudyConfig("table-4.4", seeds=2), tmp_path)
     assert [(t.entry.label, t.seed) for t in trials[:4]] == [

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from ..utils.bounded import read_text
 from .schema import to_dict
 
 __all__ = ["load_config_file", "save_config", "SAVED_FORMAT"]
@@ -21,6 +22,8 @@ __all__ = ["load_config_file", "save_config", "SAVED_FORMAT"]
 #: Marker written by :func:`save_config`; :func:`load_config_file` unwraps such files, so a run's saved
 #: ``config.json`` can be passed back as ``--config`` to repeat it.
 SAVED_FORMAT = "dcpnas-config/1"
+#: A config file, even a run's saved config.json, is a few KiB; anything far larger is not one.
+FILE_LIMIT = 1 << 20
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -37,21 +40,21 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     if not path.is_file():
         raise ConfigError(f"config file is not a file: {path}")
+    text = read_text(path, what="config file", limit=FILE_LIMIT, error=ConfigError)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            # Python 3.11 puts "(at line N, column M)" in the message itself.
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        if suffix == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        else:
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                # Python 3.11 puts "(at line N, column M)" in the message itself.
+                raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table/object of settings, got {type(data).__name__}")
     meta = data.get("meta")

@@ -19,6 +19,7 @@ import torch
 
 from ..config import apply_overrides, deep_merge, from_dict, resolve_config, to_dict
 from ..errors import ConfigError
+from ..utils.rundir import check_run_dir
 from .config import SearchConfig
 from .loop import SearchLoop, SearchResult
 
@@ -63,6 +64,9 @@ def search(config: ConfigLike = None, *, preset: Optional[str] = None, method: O
     """
     from ..utils.distributed import cleanup, init_distributed
 
+    if out is not None and resume:
+        # Another kind of run (a training, a study) is refused by kind before its config is read as ours.
+        check_run_dir(out, "search", resume=True, probe_lock=False)
     cfg = resolve_search_config(config, preset=preset, method=method, overrides=overrides, out=out,
                                 resume=resume)
     if out is None:

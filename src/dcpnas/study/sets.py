@@ -114,6 +114,15 @@ def _table_4_4():
             Entry("cosine", overrides=("objective.distance=cosine",), paper="62.5")]
 
 
+@study_set("pc-darts", "PC-DARTS partial channels (K = 2 at the quick preset's C = 4) with and without "
+           "edge normalisation, against the full-channel search (supernet option, off by default)")
+def _pc_darts():
+    pc = "supernet.partial_channels=2"
+    return [Entry(REFERENCE, paper="full channels"),
+            Entry("pc2", overrides=(pc,), paper="PC-DARTS without edge normalisation"),
+            Entry("pc2-en", overrides=(pc, "supernet.edge_normalization=true"), paper="PC-DARTS")]
+
+
 @study_set("smoke", "two entries, for trying the study machinery")
 def _smoke():
     return [Entry(REFERENCE), Entry("cpnas", method="cpnas")]
