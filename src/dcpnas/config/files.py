@@ -36,10 +36,6 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".toml"):
         raise ConfigError(f"unsupported config file format {suffix or '(none)'!r} for {path} (use .json or .toml)")
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    if not path.is_file():
-        raise ConfigError(f"config file is not a file: {path}")
     text = read_text(path, what="config file", limit=FILE_LIMIT, error=ConfigError)
     try:
         if suffix == ".json":

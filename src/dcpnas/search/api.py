@@ -38,6 +38,8 @@ def resolve_search_config(config: ConfigLike = None, *, preset: Optional[str] = 
     if method is not None:
         overrides.append(f"method={method}")
     if resume and config is None and preset is None and out is not None:
+        # Another kind of run (a training, a study) is refused by kind before its config is read as ours.
+        check_run_dir(out, "search", resume=True, probe_lock=False)
         saved = Path(out) / "config.json"
         if not saved.exists():
             raise ConfigError(f"nothing to resume in {out}: {saved} does not exist")
@@ -64,9 +66,6 @@ def search(config: ConfigLike = None, *, preset: Optional[str] = None, method: O
     """
     from ..utils.distributed import cleanup, init_distributed
 
-    if out is not None and resume:
-        # Another kind of run (a training, a study) is refused by kind before its config is read as ours.
-        check_run_dir(out, "search", resume=True, probe_lock=False)
     cfg = resolve_search_config(config, preset=preset, method=method, overrides=overrides, out=out,
                                 resume=resume)
     if out is None:

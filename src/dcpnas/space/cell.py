@@ -72,14 +72,15 @@ class SearchCell(nn.Module):
         edges: per-edge weights (``edge_weights(β)``) that scale each edge in its node's sum
         (PC-DARTS edge normalisation), or None.
         """
+        def mixed(e: int, h: torch.Tensor) -> torch.Tensor:
+            y = self.edges[e](h, weights[e])
+            return y if edges is None else edges[e] * y
+
         states = list(self.inputs(s0, s1))
         offset = 0
         for node in range(STEPS):
-            if path is None and edges is not None:
-                s = sum(edges[offset + j] * self.edges[offset + j](h, weights[offset + j])
-                        for j, h in enumerate(states))
-            elif path is None:
-                s = sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
+            if path is None:
+                s = sum(mixed(offset + j, h) for j, h in enumerate(states))
             else:
                 s = sum(self.edges[offset + j].forward_path(h, int(path[offset + j]))
                         for j, h in enumerate(states))

@@ -99,17 +99,13 @@ class Supernet(MacroNet):
                 s0, s1 = s1, cell(s0, s1, None, p_reduce if cell.reduction else p_normal)
             return self.head(s1)
         arch = list(alphas) if alphas is not None else self.arch_parameters()
-        expected = len(ARCH_NAMES) + (len(EDGE_NAMES) if self.edge_normalization else 0)
-        if len(arch) != expected:
-            raise ValueError(f"expected {expected} architecture tensors, got {len(arch)}")
-        w_normal, w_reduce = (F.softmax(a, dim=-1) for a in arch[:2])
-        e_normal, e_reduce = (edge_weights(b) for b in arch[2:]) if len(arch) > 2 else (None, None)
+        if len(arch) != len(self.arch_parameters()):
+            raise ValueError(f"expected {len(self.arch_parameters())} architecture tensors, got {len(arch)}")
+        w = [F.softmax(a, dim=-1) for a in arch[:2]]                       # normal, reduce
+        e = [edge_weights(b) for b in arch[2:]] if len(arch) > 2 else [None, None]
         s0, s1 = self.stems(x)
         for cell in self.cells:
-            if cell.reduction:
-                s0, s1 = s1, cell(s0, s1, w_reduce, edges=e_reduce)
-            else:
-                s0, s1 = s1, cell(s0, s1, w_normal, edges=e_normal)
+            s0, s1 = s1, cell(s0, s1, w[cell.reduction], edges=e[cell.reduction])
         return self.head(s1)
 
     # -- quantities the search reads ----------------------------------------------------------
