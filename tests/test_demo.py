@@ -31,3 +31,17 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path, tiny_npz, capsys
     for kind in ("cells", "curves"):
         assert summary["plots"][kind] and all(Path(p).stat().st_size > 0 for p in summary["plots"][kind])
         assert all(p in out for p in summary["plots"][kind])
+
+
+def test_demo_preset_sets_both_presets_and_each_can_be_overridden(monkeypatch, tmp_path):
+    import dcpnas.demo
+    from dcpnas.cli.main import main
+
+    seen = []
+    monkeypatch.setattr(dcpnas.demo, "run_demo", lambda out, **kw: seen.append(kw))
+    base = ["demo", "--out", str(tmp_path / "d")]
+    assert main(base) == 0
+    assert main(base + ["--preset", "fashion-mnist"]) == 0
+    assert main(base + ["--preset", "fashion-mnist", "--train-preset", "quick"]) == 0
+    assert [(k["search_preset"], k["train_preset"]) for k in seen] == [
+        ("quick", "quick"), ("fashion-mnist", "fashion-mnist"), ("fashion-mnist", "quick")]
