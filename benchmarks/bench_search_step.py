@@ -30,6 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from dcpnas.search import child_arch_gradient, parent_forward  # noqa: E402
+from dcpnas.search.curvature import GGN  # noqa: E402
 from dcpnas.space import Supernet  # noqa: E402
 
 TARGETS = {"dcp-nas fisher K=1": ("cp-nas", 1.3), "dcp-nas exact": ("darts-1st", 4.0)}
@@ -66,6 +67,7 @@ def step_functions(parent, child, x, y, lam):
         "dcp-nas fisher K=1": dcp_nas(curvature="fisher"),
         "dcp-nas fisher K=4": dcp_nas(curvature="fisher", fisher_microbatches=4),
         "dcp-nas ggn": dcp_nas(curvature="ggn"),
+        "dcp-nas ggn forward-mode": dcp_nas(curvature=GGN(jvp="forward")),
         "dcp-nas exact": dcp_nas(curvature="exact"),
     }
 

@@ -256,6 +256,35 @@ def test_ggn_equals_explicit_jacobian_product_on_child(nets, batch):
     assert all(torch.equal(a, b) for a, b in zip(buffers, child.buffers()))
 
 
+@pytest.mark.parametrize("T,w", [(1.0, 0.0), (2.0, 0.5)])
+def test_reverse_mode_ggn_equals_explicit_jacobian_product_on_child(nets, batch, T, w):
+    """J v as the double VJP d⟨Jᵀu, v⟩/du on the g_C backward's graph (the default) is the
+    explicit-Jacobian GGN product, and the whole α̂-gradient equals the forward-mode one."""
+    parent, child = nets
+    x, y = batch
+    x, y = x[:4], y[:4]
+    torch.manual_seed(4)
+    v = [torch.randn_like(a) for a in child.arch_parameters()]
+    [expected] = _explicit_ggn_products(child, x, v, [(T, w)])
+    alphas = child.arch_parameters()
+    with consistent_derivatives(child):
+        logits = child(x, alphas=alphas)
+        u = torch.randn_like(logits).requires_grad_(True)
+        g = torch.autograd.grad(logits, alphas, grad_outputs=u, create_graph=True)
+        got = ggn_product(child, x, alphas, v, child_logits=logits, temperature=T,
+                          label_ce_weight=w, retain_graph=True, g_C=g, logit_grad=u)
+    assert _rel(got, expected) < 1e-10
+    with torch.no_grad():
+        targets = parent(x)
+    tangent = [torch.randn_like(a) for a in alphas]
+    kw = dict(lam=0.3, temperature=T, label_ce_weight=w, labels=y)
+    reverse = child_arch_gradient(child, x, targets, tangent, curvature=GGN(T, w, jvp="reverse"), **kw)
+    forward = child_arch_gradient(child, x, targets, tangent, curvature=GGN(T, w, jvp="forward"), **kw)
+    assert _rel(reverse.g_C, forward.g_C) < 1e-12
+    assert _rel(reverse.curvature_term, forward.curvature_term) < 1e-10
+    assert _rel(reverse.grad, forward.grad) < 1e-10 and reverse.rho > 0
+
+
 def test_ggn_equals_explicit_jacobian_product_on_smooth_model():
     torch.manual_seed(5)
     net = TinyMixture().to(DT)

@@ -69,8 +69,9 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
     alphas: the α̂ tensors to differentiate (default: ``child.arch_parameters()``).
 
     Cost: λ = 0 or fisher K=1 is one Child forward and one first-order backward w.r.t. α̂ only;
-    fisher K>1 adds a batched backward for the K micro-batch gradients; ggn adds one forward-mode
-    pass and one VJP; exact keeps the first backward's graph and runs a double backward, in full
+    fisher K>1 adds a batched backward for the K micro-batch gradients; ggn takes the first
+    backward with a graph and adds a double VJP and one VJP (jvp="forward": a forward-mode pass
+    and one VJP); exact keeps the first backward's graph and runs a double backward, in full
     precision (autocast is switched off for it) and under ``consistent_derivatives``.
 
     The returned grad is not written to ``.grad``; the caller does that (and any all-reduce).
@@ -85,19 +86,32 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
         raise ValueError("λ ≠ 0 needs the Parent's tangent direction")
     create_graph = use_curvature and curv.create_graph
     retain_graph = use_curvature and (curv.retain_graph or curv.create_graph)
+    logit_graph = use_curvature and curv.logit_graph
 
-    # The exact path: full precision, and one derivative convention at kinks for both backwards.
+    # Curvature products that differentiate a backward need one derivative convention at kinks
+    # (both backwards of the exact path, the double VJP of the reverse-mode GGN); the exact path
+    # also runs in full precision.
     precise = contextlib.ExitStack()
     if use_curvature and curv.full_precision:
         precise.enter_context(torch.autocast(x.device.type, enabled=False))
+    if use_curvature and curv.consistent:
         precise.enter_context(consistent_derivatives(net))
+    logit_grad = None
     with torch.enable_grad(), precise:
         child_logits = net(x, alphas=alphas)
         per_sample = child_objective_per_sample(child_logits, parent_logits,
                                                 temperature=temperature,
                                                 label_ce_weight=label_ce_weight, labels=labels)
-        g_C = torch.autograd.grad(per_sample.mean(), alphas, create_graph=create_graph,
-                                  retain_graph=retain_graph)
+        if logit_graph:
+            # g_C = Jᵀu with u = ∂G̃/∂z a leaf: the same numbers, and a backward graph whose
+            # derivative in u is J (the reverse-mode GGN's J v, Decision C).
+            u, = torch.autograd.grad(per_sample.mean(), child_logits, retain_graph=True)
+            logit_grad = u.detach().requires_grad_(True)
+            g_C = torch.autograd.grad(child_logits, alphas, grad_outputs=logit_grad,
+                                      create_graph=True)
+        else:
+            g_C = torch.autograd.grad(per_sample.mean(), alphas, create_graph=create_graph,
+                                      retain_graph=retain_graph)
         g_C_det = [g.detach() for g in g_C]
         if tangent is not None:
             tangent = [t.detach().to(g) for t, g in zip(tangent, g_C_det)]
@@ -109,7 +123,7 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
             return ArchGradient(grad=[-g for g in g_C_det], G=float(G_value), D=D, g_C=g_C_det,
                                 child_logits=child_logits.detach())
         graph = ChildGraph(child=net, x=x, alphas=alphas, child_logits=child_logits,
-                           per_sample=per_sample, g_C=g_C)
+                           per_sample=per_sample, g_C=g_C, logit_grad=logit_grad)
         term = curv.product(graph, dist.direction(g_C_det, tangent))
     term = [h.to(g) for g, h in zip(g_C_det, term)]
     grad = [-g + lam * h for g, h in zip(g_C_det, term)]

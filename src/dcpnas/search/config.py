@@ -192,6 +192,9 @@ class ObjectiveConfig:
     # product ("w/o GGN", Table 4.3) | fisher: the empirical outer product of batch gradients
     # (rank-1 with K = 1 is parallel to g_C, so it can only rescale the step, never turn it).
     curvature: CurvatureMode = "ggn"
+    # How the GGN forms J v: reverse (a double VJP on the g_C backward's graph; 2.3× a first-order
+    # α̂-step on CPU) | forward (forward-mode AD, one more Child forward; 3.0×). Same numbers.
+    ggn_jvp: Literal["reverse", "forward"] = "reverse"
     fisher_microbatches: int = 1
     fisher_sign: Literal[-1.0, 1.0] = -1.0
     temperature: float = 1.0

@@ -1,0 +1,46 @@
+"""The Child's PReLU: its CPU backward against torch's native prelu (an independent oracle)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from dcpnas.space.ops import PReLU
+
+
+@pytest.mark.parametrize("channels", [1, 5])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_prelu_backward_equals_native(channels, layout, dtype):
+    g = torch.Generator().manual_seed(channels)
+    x = torch.randn(4, 5, 6, 7, generator=g, dtype=dtype)
+    x[:, :, ::3] = 0.0                                   # exact zeros: the kink, common after 1-bit convs
+    grad = torch.randn(x.shape, generator=g, dtype=dtype)
+    if layout == "channels_last":
+        x, grad = (t.contiguous(memory_format=torch.channels_last) for t in (x, grad))
+    ours, native = PReLU(channels).to(dtype), nn.PReLU(channels).to(dtype)
+    with torch.no_grad():
+        ours.weight.uniform_(-0.5, 0.5, generator=g)
+        native.weight.copy_(ours.weight)
+    outs = []
+    for act in (ours, native):
+        xr = x.clone().requires_grad_(True)
+        y = act(xr)
+        gx, gw = torch.autograd.grad(y, (xr, act.weight), grad)
+        outs.append((y, gx, gw))
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, **tol)
+    assert ours(x.clone().requires_grad_(True)).grad_fn.name().endswith("_PReLUFunctionBackward")
+
+
+def test_prelu_double_backward_keeps_the_slope_at_zero():
+    """d(∂y/∂x · u)/du at x = 0 is the slope a, as in the first backward (native gives 1 there)."""
+    act = PReLU(1).double()
+    x = torch.tensor([0.0, -2.0, 3.0], dtype=torch.float64).view(1, 1, 3).requires_grad_(True)
+    u = torch.ones_like(x, requires_grad=True)
+    first, = torch.autograd.grad(act(x), x, u, create_graph=True)
+    second, = torch.autograd.grad(first, u, torch.ones_like(first))
+    a = act.weight.item()
+    assert torch.equal(second.flatten(), torch.tensor([a, a, 1.0], dtype=torch.float64))
