@@ -19,21 +19,23 @@ def test_channel_shuffle_is_the_group_transpose():
     assert torch.equal(channel_shuffle(x, 1), x)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_partial_edge_by_hand(stride):
+@pytest.mark.parametrize("stride,side", [(1, 8), (2, 8), (2, 7)])
+def test_partial_edge_by_hand(stride, side):
     torch.manual_seed(0)
     K, C = 4, 8
     edge = MixedOp(C, stride, OpStyle(binary=False, scope="official", affine=False), partial=K)
     edge.eval()
-    x = torch.randn(2, C, 8, 8)
+    x = torch.randn(2, C, side, side)
     w = torch.softmax(torch.randn(len(PRIMITIVES)), 0)
     got = edge(x, w)
     xa, xb = x[:, : C // K], x[:, C // K:]
     mixed = sum(w[i] * op(xa) for i, op in zip(edge.candidate_indices, edge.ops))
-    if stride == 2:
-        xb = F.max_pool2d(xb, 2, 2)
+    if stride == 2:  # the 2×2 max over each window; an odd side's last window is its last row/column
+        xb = F.pad(xb, (0, side % 2, 0, side % 2), value=float("-inf"))
+        xb = xb.unfold(2, 2, 2).unfold(3, 2, 2).amax(dim=(-1, -2))
     expected = channel_shuffle(torch.cat([mixed, xb], 1), K)
-    assert got.shape == (2, C, 8 // stride, 8 // stride)
+    out = -(-side // stride)
+    assert got.shape == (2, C, out, out)
     assert torch.allclose(got, expected, atol=1e-6)
     # Its ops are built at C/K channels: about 1/K of the parameters of a full edge.
     full = MixedOp(C, stride, OpStyle(binary=False, scope="official", affine=False))
@@ -45,7 +47,7 @@ def test_partial_edge_by_hand(stride):
 def test_supernet_with_partial_channels_trains(kind):
     torch.manual_seed(1)
     net = Supernet(kind, in_channels=1, num_classes=10, C=4, layers=3, partial_channels=2)
-    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    x, y = torch.randn(4, 1, 14, 14), torch.randint(0, 10, (4,))  # 14 → 7 → 4: an odd reduction
     loss = F.cross_entropy(net(x), y)
     grads = torch.autograd.grad(loss, net.arch_parameters())
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)

@@ -65,7 +65,9 @@ class MixedOp(nn.Module):
         if xb is None:
             return out
         if self.stride == 2:
-            xb = F.max_pool2d(xb, 2, 2)
+            # ceil_mode: an odd side (7 → 4) matches the ops' padded stride-2 output; even sides
+            # are PC-DARTS's 2×2 pool unchanged.
+            xb = F.max_pool2d(xb, 2, 2, ceil_mode=True)
         return channel_shuffle(torch.cat([out, xb], dim=1), self.partial)
 
     def op_for(self, name: str) -> nn.Module:
