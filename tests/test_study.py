@@ -133,6 +133,20 @@ def test_study_end_to_end_skips_finished_trials_and_refuses_a_label_clash(tmp_pa
     r = _study(tmp_path, tiny_npz, "smoke")
     assert r.returncode == 0 and "3 trials (3 done)" in r.stdout
     assert (out / "dcpnas" / "seed-0" / "search" / "summary.json").stat().st_mtime_ns == stamp
+    # Every run recorded this code; a trial made by other code is kept but named in the summary.
+    from dcpnas.utils.provenance import code_fingerprint
+    summary = json.loads((out / "summary-smoke.json").read_text())
+    assert list(summary["code_versions"]) == [code_fingerprint()]
+    assert "versions of the code" not in (out / "summary-smoke.md").read_text()
+    for part in ("search", "train"):
+        marker = out / "cpnas" / "seed-0" / part / "dcpnas-run.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "code": "0123456789abcdef"}))
+    r = _study(tmp_path, tiny_npz, "smoke")
+    assert r.returncode == 0 and "3 trials (3 done)" in r.stdout
+    summary = json.loads((out / "summary-smoke.json").read_text())
+    assert summary["code_versions"]["0123456789abcdef"] == ["cpnas/seed-0"]
+    md = (out / "summary-smoke.md").read_text()
+    assert "run by 2 versions of the code" in md and "0123456789abcdef: cpnas/seed-0" in md
     # A set that uses the label "cpnas" for another configuration is refused, nothing run.
     clash = tmp_path / "clash.json"
     clash.write_text(json.dumps({"entries": [{"label": "cpnas", "overrides": ["objective.lam=1"]}]}))

@@ -16,6 +16,8 @@ import statistics
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..utils.provenance import code_fingerprint
+from ..utils.rundir import MARKER
 from ..utils.io import atomic_write_json, atomic_write_text
 from ..utils.logging import console
 from .sets import NULL, REFERENCE, get_study_set
@@ -78,7 +80,31 @@ def trial_result(trial) -> dict:
             "mbits": prof.get("mbits"), "ops": prof.get("ops"),
             "search_time_s": s.get("wall_time_s"), "train_time_s": t.get("time_s"),
             "genotype": s.get("genotype_darts"),
+            "code": _codes(trial),
             "alphas": _final_alphas(trial.search_dir) if s else None}
+
+
+def _codes(trial) -> list[str]:
+    """The code fingerprints in the trial's run markers (search, train), as far as they exist;
+    "unrecorded" for a marker written before markers held one."""
+    out = []
+    for d in (trial.search_dir, trial.train_dir):
+        marker = _read_json(d / MARKER)
+        if not isinstance(marker, dict):
+            continue
+        code = str(marker.get("code") or "unrecorded")  # a run made before markers held it
+        if code not in out:
+            out.append(code)
+    return out
+
+
+def code_versions(results) -> dict[str, list[str]]:
+    """fingerprint → ["label/seed-s", ...] over the trials' runs (a trial may appear twice)."""
+    versions: dict[str, list[str]] = {}
+    for r in results:
+        for code in r.get("code") or []:
+            versions.setdefault(code, []).append(f"{r['label']}/seed-{r['seed']}")
+    return versions
 
 
 def _stats(values: Sequence[Optional[float]]) -> dict:
@@ -228,8 +254,17 @@ def write_summary(cfg, out: Path, trials, name: str) -> dict:
                + (" --search-set " + " ".join(cfg.search_overrides) if cfg.search_overrides else "")
                + (" --train-set " + " ".join(cfg.train_overrides) if cfg.train_overrides else ""))
     md = format_markdown(agg, caption, papers, command)
+    versions = code_versions(results)
+    if len(versions) > 1:  # finished trials are reused as they are: say when code changed between them
+        current = code_fingerprint()
+        parts = [f"{code}{' (this code)' if code == current else ''}: {', '.join(runs)}"
+                 for code, runs in versions.items()]
+        note = (f"**The trials were run by {len(versions)} versions of the code** "
+                f"(source fingerprints; delete a trial's folder to re-run it): " + "; ".join(parts))
+        md = md.rstrip("\n") + "\n\n" + note + "\n"
     summary = {"format": "dcpnas-study-summary/1", "set": cfg.set_name, "caption": caption,
-               **agg, "trials": [{k: v for k, v in r.items() if k != "alphas"} for r in results]}
+               **agg, "code_versions": versions,
+               "trials": [{k: v for k, v in r.items() if k != "alphas"} for r in results]}
     stem = f"summary-{name}"
     atomic_write_json(out / f"{stem}.json", summary)
     atomic_write_text(out / f"{stem}.md", md)

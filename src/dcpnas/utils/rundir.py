@@ -4,7 +4,8 @@ A run directory (``--out``) holds exactly one run of one kind: ``search``, ``tra
 study's directory holds one sub-directory per search/train run, each a run directory of its own). It
 contains, besides the run's own files::
 
-    dcpnas-run.json   the marker: {"format": "dcpnas-run/1", "kind": "search", "created": ..., "software": ...}
+    dcpnas-run.json   the marker: {"format": "dcpnas-run/1", "kind": "search", "created": ...,
+                      "software": ..., "code": <fingerprint of the package source, utils.provenance>}
     .dcpnas.lock      the lock file: flock'ed (exclusive) by the one process that runs in the directory,
                       which writes its PID and command line into it (read by whoever is refused)
 
@@ -48,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .provenance import code_fingerprint
 from ..errors import RunDirError, WriteError
 from .io import TEMP_SUFFIX, atomic_write_json, os_reason, remove_stale_temps
 from .logging import is_main_process
@@ -253,7 +255,7 @@ def claim_run_dir(path: str | os.PathLike, kind: str, *, resume: bool = False,
         if not (path / MARKER).exists():  # a new run, or one written before markers existed
             marker = {"format": MARKER_FORMAT, "kind": kind,
                       "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                      "software": _software()}
+                      "software": _software(), "code": code_fingerprint()}
             try:
                 atomic_write_json(path / MARKER, marker)
             except WriteError as exc:
