@@ -175,10 +175,10 @@ def main() -> None:
         ref, darts = rounds.get("cpnas" + fmt), rounds.get("darts" + fmt)
         p = med[(name, "parent pair")]
         c = med.get((name, "child pair"))
+        ratio = lambda base: "" if not base else f"{rounds[name] / base:.2f}"  # noqa: E731
         print(f"| {name} | {p * 1e3:.0f} | {'' if c is None else f'{c * 1e3:.0f}'} | "
               f"{'' if c is None else f'{c / p:.2f}'} | {rounds[name] * 1e3:.0f} | "
-              f"{rounds[name] / ref:.2f} | {rounds[name] / darts:.2f} | {mem[name]:.0f} |"
-              if ref and darts else f"| {name} | {p * 1e3:.0f} | | | {rounds[name] * 1e3:.0f} | | | |")
+              f"{ratio(ref)} | {ratio(darts)} | {mem[name]:.0f} |")
     if args.memory_format == "both":
         print("\n| variant | round NCHW ÷ channels-last |\n|---|---:|")
         for name in args.variants:

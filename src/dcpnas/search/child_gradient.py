@@ -69,9 +69,8 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
     alphas: the α̂ tensors to differentiate (default: ``child.arch_parameters()``).
 
     Cost: λ = 0 or fisher K=1 is one Child forward and one first-order backward w.r.t. α̂ only;
-    fisher K>1 adds a batched backward for the K micro-batch gradients; ggn takes the first
-    backward with a graph and adds a double VJP and one VJP (jvp="forward": a forward-mode pass
-    and one VJP); exact keeps the first backward's graph and runs a double backward, in full
+    fisher K>1 adds a batched backward for the K micro-batch gradients; ggn adds a forward-mode
+    pass and one VJP (jvp="reverse": the first backward with a graph, a double VJP and one VJP); exact keeps the first backward's graph and runs a double backward, in full
     precision (autocast is switched off for it) and under ``consistent_derivatives``.
 
     The returned grad is not written to ``.grad``; the caller does that (and any all-reduce).

@@ -192,9 +192,11 @@ class ObjectiveConfig:
     # product ("w/o GGN", Table 4.3) | fisher: the empirical outer product of batch gradients
     # (rank-1 with K = 1 is parallel to g_C, so it can only rescale the step, never turn it).
     curvature: CurvatureMode = "ggn"
-    # How the GGN forms J v: reverse (a double VJP on the g_C backward's graph; 2.3× a first-order
-    # α̂-step on CPU) | forward (forward-mode AD, one more Child forward; 3.0×). Same numbers.
-    ggn_jvp: Literal["reverse", "forward"] = "reverse"
+    # How the GGN forms J v (same numbers): forward (forward-mode AD, one more Child forward) |
+    # reverse (a double VJP on the graph of the g_C backward: no second forward, but that graph is
+    # kept; measured on CPU, 1 thread: round 1.33× CP-NAS against 1.43× at the quick/fashion-mnist
+    # supernet, 1.60× against 1.62× and twice the peak memory at C 8, 5 cells, 32×32).
+    ggn_jvp: Literal["forward", "reverse"] = "forward"
     fisher_microbatches: int = 1
     fisher_sign: Literal[-1.0, 1.0] = -1.0
     temperature: float = 1.0
@@ -369,6 +371,7 @@ def _quick() -> SearchConfig:
     cfg.random = RandomConfig(samples=4, eval_batches=4)
     cfg.device = "cpu"
     cfg.threads = 1                    # tiny kernels: one thread beats two on a shared 2-core box
+    cfg.objective.ggn_jvp = "reverse"  # 7 % faster rounds at this size; memory is no concern here
     cfg.log_every = 4
     return cfg
 

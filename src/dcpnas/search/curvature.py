@@ -288,16 +288,16 @@ GGN_JVP = ("reverse", "forward")
 class GGN(Curvature):
     """Jᵀ H_z J v; for G's softmax the true Fisher of Eq. 4.36 (the default, Decision C).
 
-    jvp="reverse" (default) takes J v as the derivative of ⟨Jᵀu, v⟩ w.r.t. u on the graph of the
-    g_C backward (docs/METHOD.md, Decision C): on CPU an α̂-step costs 2.3× a first-order one
-    against 3.0× with forward-mode AD (the fashion-mnist search's supernet), equal to 1e-15 in
-    float64 (tests/test_curvature.py).
+    jvp="forward" (default): J v by forward-mode AD. jvp="reverse": J v as the derivative of
+    ⟨Jᵀu, v⟩ w.r.t. u on the graph of the g_C backward (docs/METHOD.md, Decision C), equal to
+    1e-10 in float64 (tests/test_curvature.py); on CPU an α̂-step costs 2.3× a first-order one
+    against 3.0× (the quick supernet), but the kept graph doubles peak memory at C 8, 5 cells.
     """
 
     retain_graph = True
 
     def __init__(self, temperature: float = 1.0, label_ce_weight: float = 0.0,
-                 jvp: str = "reverse"):
+                 jvp: str = "forward"):
         if jvp not in GGN_JVP:
             raise ValueError(f"ggn jvp must be one of {', '.join(GGN_JVP)}, got {jvp!r}")
         self.temperature, self.label_ce_weight = float(temperature), float(label_ce_weight)
@@ -341,7 +341,7 @@ def _check_mode(mode: str) -> None:
 
 def make_curvature(mode: str | Curvature, *, temperature: float = 1.0,
                    label_ce_weight: float = 0.0, fisher_microbatches: int = 1,
-                   fisher_sign: float = -1.0, ggn_jvp: str = "reverse") -> Curvature:
+                   fisher_sign: float = -1.0, ggn_jvp: str = "forward") -> Curvature:
     """The strategy for ``mode`` with the options it uses (a ``Curvature`` passes through)."""
     if isinstance(mode, Curvature):
         return mode
