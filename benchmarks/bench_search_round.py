@@ -42,7 +42,7 @@ VARIANTS = {
     "darts": ("darts", []),
     "cpnas": ("cpnas", []),
     "dcpnas ggn": ("dcpnas", ["objective.curvature=ggn"]),
-    "dcpnas ggn forward-mode": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=forward"]),
+    "dcpnas ggn reverse-mode": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=reverse"]),
     "dcpnas fisher K=1": ("dcpnas", ["objective.curvature=fisher"]),
     "dcpnas exact": ("dcpnas", ["objective.curvature=exact"]),
     "darts PC K=4": ("darts", ["supernet.partial_channels=4"]),

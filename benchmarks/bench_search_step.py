@@ -67,7 +67,7 @@ def step_functions(parent, child, x, y, lam):
         "dcp-nas fisher K=1": dcp_nas(curvature="fisher"),
         "dcp-nas fisher K=4": dcp_nas(curvature="fisher", fisher_microbatches=4),
         "dcp-nas ggn": dcp_nas(curvature="ggn"),
-        "dcp-nas ggn forward-mode": dcp_nas(curvature=GGN(jvp="forward")),
+        "dcp-nas ggn reverse-mode": dcp_nas(curvature=GGN(jvp="reverse")),
         "dcp-nas exact": dcp_nas(curvature="exact"),
     }
 
