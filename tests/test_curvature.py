@@ -430,7 +430,7 @@ def test_frozen_bn_statistics_restores_flags_and_keeps_buffers():
 def test_prelu_derivative_conventions():
     """The Child's PReLU at x = 0: native backward uses the slope a, but native forward-mode AD
     and double backward use 1. Under forward AD and ``consistent_derivatives`` every mode uses a,
-    which the GGN-vs-exact equalities above rely on; plain calls keep the native kernel."""
+    which the GGN-vs-exact equalities above rely on (tests/test_ops.py checks the CPU backward)."""
     act = PReLU(1).to(DT)
     x = torch.tensor([0.0, -2.0, 3.0], dtype=DT).view(1, 1, 3)
     a = act.weight.item()

@@ -279,9 +279,9 @@ class Exact(Curvature):
         return exact_hvp(graph.g_C, graph.alphas, v, retain_graph=graph.retain)
 
 
-#: How the GGN forms J v: "reverse", the double VJP through the backward graph that gave g_C;
-#: "forward", forward-mode AD (one more Child forward with dual tensors).
-GGN_JVP = ("reverse", "forward")
+#: How the GGN forms J v: "forward", forward-mode AD (one more Child forward with dual tensors);
+#: "reverse", the double VJP through the backward graph that gave g_C.
+GGN_JVP = ("forward", "reverse")
 
 
 @register_curvature("ggn")

@@ -75,8 +75,7 @@ class PReLU(nn.PReLU):
         if fwAD.unpack_dual(x).tangent is None:
             if torch.is_grad_enabled() and (self.consistent_derivatives or x.device.type == "cpu"):
                 return _PReLUFunction.apply(x, self.weight)
-            if not self.consistent_derivatives:
-                return super().forward(x)
+            return super().forward(x)              # no graph, or native is wanted: same values
         slope = self.weight
         if slope.numel() > 1:
             slope = slope.view(1, -1, *([1] * (x.dim() - 2)))
