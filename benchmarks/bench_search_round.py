@@ -10,6 +10,9 @@ repeats, so machine load hits all variants alike: read the ratios, not the milli
 Memory format: the search's default is channels-last on every device (``use_channels_last``);
 ``--memory-format both`` times every variant also in NCHW, interleaved with the rest.
 
+Kernels: ``--kernels both`` times every variant also with ``dcpnas.kernels``' CPU fast paths off
+(torch's own BatchNorm and dilated depthwise conv backward), interleaved with the rest.
+
 Peak memory: per variant in a fresh subprocess (``--memory``): on CPU the process's peak resident
 set after building the supernets and running one round (VmHWM, so it includes Python and
 torch, about the same for every variant: compare differences), on CUDA ``max_memory_allocated``.
@@ -20,6 +23,7 @@ torch, about the same for every variant: compare differences), on CUDA ``max_mem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -32,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from dcpnas.kernels import native_kernels  # noqa: E402
 from dcpnas.search import resolve_search_config  # noqa: E402
 from dcpnas.search.inputs import SearchData  # noqa: E402
 from dcpnas.search.methods import MethodContext, build_method  # noqa: E402
@@ -52,11 +57,24 @@ VARIANTS = {
 
 
 NCHW = " (NCHW)"  # suffix of a variant run in the contiguous memory format instead of channels-last
+NATIVE = " (native kernels)"  # suffix of a variant run with dcpnas.kernels' CPU fast paths off
+
+
+def base_name(name: str) -> str:
+    return name.removesuffix(NATIVE).removesuffix(NCHW)
+
+
+def suffix(name: str) -> str:
+    return name[len(base_name(name)):]
+
+
+def kernels_for(name: str):
+    return native_kernels() if name.endswith(NATIVE) else contextlib.nullcontext()
 
 
 def build(name: str, args, device):
-    nchw = name.endswith(NCHW)
-    method, extra = VARIANTS[name.removesuffix(NCHW)]
+    nchw = name.removesuffix(NATIVE).endswith(NCHW)
+    method, extra = VARIANTS[base_name(name)]
     cfg = resolve_search_config(preset="quick", method=method, overrides=[
         f"supernet.C={args.C}", f"supernet.layers={args.layers}", f"data.batch_size={args.batch}",
         f"device={device.type}", f"channels_last={str(not nchw).lower()}", *args.overrides, *extra])
@@ -96,12 +114,12 @@ def memory_of(name: str, args, device) -> float:
     pairs, batch = build(name, args, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    with kernels_for(name):
         for steps in pairs.values():
             run_pair(steps, batch)
+    if device.type == "cuda":
         sync(device)
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    for steps in pairs.values():
-        run_pair(steps, batch)
     return _peak_rss_mib()
 
 
@@ -130,6 +148,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--memory-format", choices=("channels_last", "contiguous", "both"),
                     default="channels_last", help="both: every variant also in NCHW, interleaved")
+    ap.add_argument("--kernels", choices=("fast", "native", "both"), default="fast",
+                    help="dcpnas.kernels' CPU fast paths on (fast), off (native) or both, interleaved")
     ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
     ap.add_argument("--memory", help=argparse.SUPPRESS)  # internal: one variant's peak memory
     args = ap.parse_args()
@@ -142,10 +162,14 @@ def main() -> None:
         args.variants = [v + NCHW for v in args.variants]
     elif args.memory_format == "both":
         args.variants = [v + s for v in args.variants for s in ("", NCHW)]
+    if args.kernels == "native":
+        args.variants = [v + NATIVE for v in args.variants]
+    elif args.kernels == "both":
+        args.variants = [v + s for v in args.variants for s in ("", NATIVE)]
 
     mem = {}
     for name in args.variants:
-        cmd = [sys.executable, __file__, "--memory", name, "--C", str(args.C), "--layers",
+        cmd = [sys.executable, __file__, "--memory", name, "--kernels", args.kernels, "--C", str(args.C), "--layers",
                str(args.layers), "--batch", str(args.batch), "--size", str(args.size),
                "--channels", str(args.channels), "--threads", str(args.threads), "--device",
                args.device, *(["--set", *args.overrides] if args.overrides else [])]
@@ -158,7 +182,8 @@ def main() -> None:
             for part, steps in pairs.items():
                 sync(device)
                 t0 = time.perf_counter()
-                run_pair(steps, batch)
+                with kernels_for(name):
+                    run_pair(steps, batch)
                 sync(device)
                 if rep:
                     samples[(name, part)].append(time.perf_counter() - t0)
@@ -171,7 +196,7 @@ def main() -> None:
           "| × DARTS round | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, (pairs, _) in built.items():
-        fmt = NCHW if name.endswith(NCHW) else ""     # ratios against the same memory format
+        fmt = suffix(name)                            # ratios against the same format and kernels
         ref, darts = rounds.get("cpnas" + fmt), rounds.get("darts" + fmt)
         p = med[(name, "parent pair")]
         c = med.get((name, "child pair"))
@@ -179,6 +204,14 @@ def main() -> None:
         print(f"| {name} | {p * 1e3:.0f} | {'' if c is None else f'{c * 1e3:.0f}'} | "
               f"{'' if c is None else f'{c / p:.2f}'} | {rounds[name] * 1e3:.0f} | "
               f"{ratio(ref)} | {ratio(darts)} | {mem[name]:.0f} |")
+    if args.kernels == "both":
+        print("\n| variant | native kernels ÷ fast paths: Parent pair | Child pair | round |\n|---|---:|---:|---:|")
+        for name, (pairs, _) in built.items():
+            if name.endswith(NATIVE) or name + NATIVE not in rounds:
+                continue
+            cells = [f"{med[(name + NATIVE, p)] / med[(name, p)]:.2f}" if (name, p) in med else ""
+                     for p in ("parent pair", "child pair")]
+            print(f"| {name} | {cells[0]} | {cells[1]} | {rounds[name + NATIVE] / rounds[name]:.2f} |")
     if args.memory_format == "both":
         print("\n| variant | round NCHW ÷ channels-last |\n|---|---:|")
         for name in args.variants:

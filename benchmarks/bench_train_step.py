@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cost of one training step of a derived network: real-valued vs 1-bit, and the 1-bit step with the
 binarisers as ``autograd.Function`` (the package's) vs the ``s + (sign − s).detach()`` form; both
-real-valued and 1-bit (Function) also in channels-last memory format.
+real-valued and 1-bit (Function) also in channels-last memory format, with and without the CPU fast
+paths of ``dcpnas.kernels`` (narrow channels-last BatchNorm, dilated depthwise conv backward).
 
 One step = forward + cross-entropy + backward + AdamW update on one fixed batch. The variants are
 timed round-robin (``bench_search_step.time_steps``), so machine load hits them alike; the table
@@ -27,6 +28,7 @@ from bench_search_step import time_steps  # noqa: E402
 
 import dcpnas.binary.layers as binary_layers  # noqa: E402
 from dcpnas.binary import approx_sign, weight_sign  # noqa: E402
+from dcpnas.kernels import native_kernels  # noqa: E402
 from dcpnas.space.genotype import load_genotype  # noqa: E402
 from dcpnas.space.network import build_network  # noqa: E402
 
@@ -54,6 +56,14 @@ def train_step(model, x, y):
         loss.backward()
         opt.step()
     return run
+
+
+def native(run):
+    """The same step with dcpnas.kernels' CPU fast paths off (torch's own BN and conv kernels)."""
+    def run_native():
+        with native_kernels():
+            run()
+    return run_native
 
 
 def main(argv=None):
@@ -84,7 +94,9 @@ def main(argv=None):
              "1-bit, Function binarisers": train_step(nets[True], x, y),
              "1-bit, detach-trick binarisers": train_step(nets[True], x, y),
              "real-valued, channels-last": train_step(nets_cl[False], x_cl, y),
-             "1-bit, Function binarisers, channels-last": train_step(nets_cl[True], x_cl, y)}
+             "1-bit, Function binarisers, channels-last": train_step(nets_cl[True], x_cl, y),
+             "real-valued, channels-last, native kernels": native(train_step(nets_cl[False], x_cl, y)),
+             "1-bit, channels-last, native kernels": native(train_step(nets_cl[True], x_cl, y))}
 
     def select(name):
         impl = DETACH if "detach" in name else FUNCTION

@@ -41,3 +41,10 @@ def test_shared_G_is_one_function():
     import dcpnas.search.objective
 
     assert dcpnas.search.objective.child_parent_G is dcpnas.losses.child_parent_G
+
+
+def test_kernels_sit_below_binary_and_space():
+    """dcpnas.kernels (faster CPU paths of torch ops) loads nothing else of the package."""
+    assert {m for m in loaded_modules("import dcpnas.kernels")} <= {
+        "dcpnas", "dcpnas.kernels", "dcpnas.kernels.batchnorm", "dcpnas.kernels.depthwise",
+        "dcpnas.kernels.policy"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from ..kernels import conv2d
 from .quantizers import approx_sign, weight_sign
 
 
@@ -50,8 +50,8 @@ class BinaryConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.binary_activations:
             x = approx_sign(x)
-        return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+        return conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding,
+                      self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return (super().extra_repr()

@@ -11,6 +11,8 @@ from typing import Callable
 
 import torch.nn as nn
 
+from ..kernels import BatchNorm2d
+
 LAYOUTS = ("cifar", "imagenet")
 
 
@@ -23,15 +25,15 @@ def build_stem(layout: str, in_channels: int, C: int, stem_multiplier: int = 3):
     if layout == "cifar":
         C_stem = stem_multiplier * C
         stem = nn.Sequential(nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False),
-                             nn.BatchNorm2d(C_stem))
+                             BatchNorm2d(C_stem))
         return stem, None, C_stem, C_stem, False
     if layout == "imagenet":
         stem0 = nn.Sequential(
             nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(C // 2), nn.ReLU(inplace=True),
-            nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
+            BatchNorm2d(C // 2), nn.ReLU(inplace=True),
+            nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False), BatchNorm2d(C))
         stem1 = nn.Sequential(nn.ReLU(inplace=True),
-                              nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
+                              nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), BatchNorm2d(C))
         return stem0, stem1, C, C, True
     raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
 

@@ -14,6 +14,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn as nn
 
 from ..binary import BinaryConv2d
+from ..kernels import BatchNorm2d, Conv2d
 
 
 def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1, *, binary: bool,
@@ -21,7 +22,7 @@ def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1, *, binary:
     if binary:
         return BinaryConv2d(C_in, C_out, kernel, stride, padding, dilation, groups,
                             binary_activations=binary_activations)
-    return nn.Conv2d(C_in, C_out, kernel, stride, padding, dilation, groups, bias=False)
+    return Conv2d(C_in, C_out, kernel, stride, padding, dilation, groups, bias=False)
 
 
 class _PReLUFunction(torch.autograd.Function):
@@ -107,7 +108,7 @@ class Pool(nn.Module):
         super().__init__()
         self.pool = (nn.MaxPool2d(3, stride, 1) if kind == "max"
                      else nn.AvgPool2d(3, stride, 1, count_include_pad=False))
-        self.bn = nn.BatchNorm2d(C, affine=style.affine)
+        self.bn = BatchNorm2d(C, affine=style.affine)
 
     def forward(self, x):
         return self.bn(self.pool(x))
@@ -120,11 +121,11 @@ class ReLUConvBN(nn.Module):
         super().__init__()
         conv = _conv(C_in, C_out, kernel, stride, padding, binary=style.binary)
         if style.binary:
-            self.op = nn.Sequential(nn.BatchNorm2d(C_in, affine=style.affine), conv,
-                                    nn.BatchNorm2d(C_out, affine=style.affine), PReLU(C_out))
+            self.op = nn.Sequential(BatchNorm2d(C_in, affine=style.affine), conv,
+                                    BatchNorm2d(C_out, affine=style.affine), PReLU(C_out))
         else:
             self.op = nn.Sequential(nn.ReLU(inplace=False), conv,
-                                    nn.BatchNorm2d(C_out, affine=style.affine))
+                                    BatchNorm2d(C_out, affine=style.affine))
 
     def forward(self, x):
         return self.op(x)
@@ -142,13 +143,13 @@ class DilConv(nn.Module):
         pointwise = _conv(C_in, C_out, 1, 1, 0, binary=b, binary_activations=b)
         self.shortcut = b and stride == 1 and C_in == C_out
         if b:
-            self.op = nn.Sequential(nn.BatchNorm2d(C_in, affine=style.affine), depthwise,
-                                    nn.BatchNorm2d(C_in, affine=style.affine), PReLU(C_in),
-                                    pointwise, nn.BatchNorm2d(C_out, affine=style.affine))
+            self.op = nn.Sequential(BatchNorm2d(C_in, affine=style.affine), depthwise,
+                                    BatchNorm2d(C_in, affine=style.affine), PReLU(C_in),
+                                    pointwise, BatchNorm2d(C_out, affine=style.affine))
             self.act = PReLU(C_out)
         else:
             self.op = nn.Sequential(nn.ReLU(inplace=False), depthwise, pointwise,
-                                    nn.BatchNorm2d(C_out, affine=style.affine))
+                                    BatchNorm2d(C_out, affine=style.affine))
             self.act = None
 
     def forward(self, x):
@@ -178,10 +179,10 @@ class FactorizedReduce(nn.Module):
         if C_out % 2:
             raise ValueError(f"FactorizedReduce needs an even channel count, got {C_out}")
         b = style.binary
-        self.pre = nn.BatchNorm2d(C_in, affine=style.affine) if b else nn.ReLU(inplace=False)
+        self.pre = BatchNorm2d(C_in, affine=style.affine) if b else nn.ReLU(inplace=False)
         self.conv_1 = _conv(C_in, C_out // 2, 1, 2, 0, binary=b)
         self.conv_2 = _conv(C_in, C_out // 2, 1, 2, 0, binary=b)
-        self.bn = nn.BatchNorm2d(C_out, affine=style.affine)
+        self.bn = BatchNorm2d(C_out, affine=style.affine)
         self.act = PReLU(C_out) if b else None
 
     def forward(self, x):

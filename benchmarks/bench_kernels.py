@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""The CPU fast paths of ``dcpnas.kernels`` against torch's native kernels, op by op.
+
+For each shape: forward + backward of the op (batch statistics for BN), channels-last input, the
+native and the fast path timed round-robin (``bench_search_step.time_steps``), medians; plus NCHW
+native BN for reference. The shapes are those of the ``fashion-mnist`` train preset (C 8, batch
+256, 28×28) and search supernet (C 4, batch 64, 14×14).
+
+    python benchmarks/bench_kernels.py [--threads 2 --repeats 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from bench_search_step import time_steps  # noqa: E402
+
+from dcpnas.kernels import BatchNorm2d, conv2d, native_kernels  # noqa: E402
+
+CL = torch.channels_last
+BN_SHAPES = [(256, 8, 28, 28), (256, 16, 14, 14), (256, 32, 7, 7), (64, 4, 14, 14), (64, 8, 7, 7)]
+# (shape, kernel, stride): dilation 2, padding d(k−1)/2 as the dil_conv candidates
+DW_CASES = [((256, 8, 28, 28), 3, 1), ((256, 8, 28, 28), 5, 1), ((256, 16, 28, 28), 5, 2),
+            ((256, 32, 14, 14), 5, 2), ((256, 32, 7, 7), 5, 1), ((64, 4, 14, 14), 5, 2),
+            ((64, 8, 7, 7), 5, 1)]
+
+
+def _native(fn):
+    def run():
+        with native_kernels():
+            fn()
+    return run
+
+
+def bn_steps(shape):
+    x = torch.randn(shape).contiguous(memory_format=CL).requires_grad_()
+    g = torch.randn(shape).contiguous(memory_format=CL)
+    x_nchw = x.detach().contiguous().requires_grad_()
+    bn = BatchNorm2d(shape[1])
+
+    def fast():
+        bn(x).backward(g)
+
+    def nchw():
+        with native_kernels():
+            bn(x_nchw).backward(g.contiguous())
+    return {"fast path": fast, "native": _native(fast), "native, NCHW input": nchw}
+
+
+def dw_steps(shape, k, s):
+    C, d = shape[1], 2
+    p = d * (k - 1) // 2
+    x = torch.randn(shape).contiguous(memory_format=CL).requires_grad_()
+    w = torch.randn(C, 1, k, k).contiguous(memory_format=CL).requires_grad_()
+    g = torch.randn_like(F.conv2d(x, w, None, s, p, d, C))
+
+    def fast():
+        conv2d(x, w, None, s, p, d, C).backward(g)
+    return {"fast path": fast, "native": _native(fast)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--warmup", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    print(f"torch={torch.__version__} threads={args.threads} repeats={args.repeats} (medians, "
+          f"forward + backward, channels-last)\n")
+    print("| BatchNorm2d input | native ms | fast path ms | native ÷ fast | native NCHW ms |")
+    print("|---|---:|---:|---:|---:|")
+    for shape in BN_SHAPES:
+        t = time_steps(bn_steps(shape), cpu, args.warmup, args.repeats)
+        print(f"| {'×'.join(map(str, shape))} | {t['native'][0] * 1e3:.2f} | "
+              f"{t['fast path'][0] * 1e3:.2f} | {t['native'][0] / t['fast path'][0]:.2f} | "
+              f"{t['native, NCHW input'][0] * 1e3:.2f} |")
+    print("\n| dilated depthwise conv (d 2) | native ms | fast path ms | native ÷ fast |")
+    print("|---|---:|---:|---:|")
+    for shape, k, s in DW_CASES:
+        t = time_steps(dw_steps(shape, k, s), cpu, args.warmup, args.repeats)
+        print(f"| {'×'.join(map(str, shape))}, k {k}, stride {s} | {t['native'][0] * 1e3:.2f} | "
+              f"{t['fast path'][0] * 1e3:.2f} | {t['native'][0] / t['fast path'][0]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

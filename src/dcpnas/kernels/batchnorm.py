@@ -1,0 +1,98 @@
+"""BatchNorm2d with a faster CPU path for narrow channels-last tensors on several threads.
+
+torch's CPU batch-norm kernels for channels-last (NHWC) memory split the work over threads by
+channel blocks; with fewer than 16 channels (every cell of the CPU-sized networks: C 4 and C 8)
+and more than one thread they are several times slower than the NCHW kernels on the same data,
+and slower than themselves on one thread. Measured on this project's 2-core CPU
+(``benchmarks/bench_kernels.py``, forward + backward): 256×8×28×28 at 2 threads native NHWC
+22.3 ms, NCHW 4.8 ms, this path 9.9 ms; at 1 thread native NHWC 10.0 ms, this path 16.4 ms. So
+with more than one thread, narrow tensors run the kernels on an NCHW copy and the results are
+handed back in channels-last; on one thread, or from 16 channels, the native op runs.
+
+Values are those of ``nn.BatchNorm2d`` up to float rounding (the NCHW and NHWC kernels sum in a
+different order); parameters, buffers, state-dict keys and running-statistics updates are the
+native ones (tests/test_kernels.py, including the double backward the curvature paths take).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn as nn
+
+from .policy import channels_last_or_none, fast_paths_enabled
+
+__all__ = ["BatchNorm2d", "NARROW_CHANNELS"]
+
+#: channel counts below this take the NCHW kernels on CPU (see the module docstring).
+NARROW_CHANNELS = 16
+# At this width and below even the NHWC forward is slower than two copies and the NCHW forward
+# (2 threads, 64×4×14×14: 0.72 ms against 0.17 ms); at 8 channels it is not (256×8×28×28: 2.5
+# against 4.6 ms).
+_NCHW_FORWARD_CHANNELS = 4
+_CL = torch.channels_last
+
+
+class _NarrowChannelsLastBatchNorm(torch.autograd.Function):
+    """Training-mode batch norm of an NHWC tensor through the NCHW kernels.
+
+    The backward calls ``native_batch_norm_backward`` on NCHW copies; under ``create_graph`` that
+    op records its own (native) derivative and the copies are differentiable, so the double
+    backward of the exact curvature path and of the reverse-mode GGN is the native one.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
+        x_in = x.contiguous() if x.shape[1] <= _NCHW_FORWARD_CHANNELS else x
+        out, mean, invstd = torch.native_batch_norm(x_in, weight, bias, running_mean, running_var,
+                                                    True, momentum, eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.eps = eps
+        ctx.affine = (weight is not None, bias is not None)
+        return out.contiguous(memory_format=_CL)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, mean, invstd = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        mask = [need[0], ctx.affine[0] and need[1], ctx.affine[1] and need[2]]
+        batched = channels_last_or_none(grad) is None           # under vmap: no layout changes
+        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+            grad if batched else grad.contiguous(), x if batched else x.contiguous(), weight, None,
+            None, mean, invstd, True, ctx.eps, mask)
+        if grad_x is not None and not batched:
+            grad_x = grad_x.contiguous(memory_format=_CL)
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _narrow_channels_last(x: torch.Tensor) -> bool:
+    return (fast_paths_enabled() and x.device.type == "cpu" and x.dim() == 4
+            and x.shape[1] < NARROW_CHANNELS and torch.get_num_threads() > 1
+            and x.is_contiguous(memory_format=_CL) and not x.is_contiguous()
+            and torch.is_grad_enabled() and fwAD.unpack_dual(x).tangent is None)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d``; batch statistics of a narrow NHWC tensor on a multi-threaded CPU take the
+    NCHW kernels.
+
+    Every other case (eval mode with running statistics, no graph, forward-mode AD, CUDA, NCHW
+    input, 16 channels or more, one thread) is the native forward, unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        if not (batch_stats and _narrow_channels_last(x)):
+            return super().forward(x)
+        self._check_input_dim(x)
+        # The running-statistics bookkeeping of nn.BatchNorm2d.forward (momentum None: the
+        # cumulative average over num_batches_tracked).
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+        track = not self.training or self.track_running_stats
+        return _NarrowChannelsLastBatchNorm.apply(
+            x, self.weight, self.bias, self.running_mean if track else None,
+            self.running_var if track else None, factor, self.eps)

@@ -1,0 +1,37 @@
+"""One switch for the fast paths of this package: on by default; ``native_kernels()`` turns them
+off (A/B benchmarks, and the equality tests that compare against torch's own kernels)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["fast_paths_enabled", "native_kernels"]
+
+_FAST = [True]
+
+
+def fast_paths_enabled() -> bool:
+    return _FAST[0]
+
+
+@contextmanager
+def native_kernels() -> Iterator[None]:
+    """Run torch's native kernels everywhere inside the block."""
+    saved = _FAST[0]
+    _FAST[0] = False
+    try:
+        yield
+    finally:
+        _FAST[0] = saved
+
+
+def channels_last_or_none(t) -> "bool | None":
+    """Whether ``t`` is channels-last contiguous; None where torch cannot say: inside ``vmap``
+    (``torch.autograd.functional.jacobian(vectorize=True)`` runs backwards under it), where the
+    fast paths hand over to the native backward."""
+    import torch
+    try:
+        return t.is_contiguous(memory_format=torch.channels_last)
+    except RuntimeError:
+        return None
