@@ -198,3 +198,12 @@ def test_network_loss_and_every_gradient_equal_native(binary, two_threads):
     torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
     for a, b in zip(grads, ref_grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_a_traced_graph_holds_torch_ops_not_the_fast_path():
+    """The legacy ONNX exporter traces: the graph must hold torch's conv, not a Python op."""
+    x = torch.randn(2, 4, 9, 9, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3, requires_grad=True)
+    traced = torch.jit.trace(lambda x, w: conv2d(x, w, None, 2, 2, 2, 4), (x, w))
+    graph = str(traced.graph)
+    assert "PythonOp" not in graph and "aten::_convolution" in graph

@@ -12,7 +12,10 @@ _FAST = [True]
 
 
 def fast_paths_enabled() -> bool:
-    return _FAST[0]
+    """On unless ``native_kernels()`` is active or a tracer (TorchScript, the legacy ONNX exporter)
+    records the graph: an exported graph holds torch's own ops, not an autograd.Function."""
+    import torch
+    return _FAST[0] and not torch.jit.is_tracing()
 
 
 @contextmanager
