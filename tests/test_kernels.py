@@ -82,6 +82,7 @@ def test_dilated_depthwise_falls_back_where_the_fast_path_does_not_apply():
     assert conv2d(x, w, None, 1, 2, 2, 4).grad_fn.name().startswith("_DilatedDepthwise")
     assert not conv2d(x, w, None, 1, 1, 1, 4).grad_fn.name().startswith("_Dilated")     # no dilation
     assert not conv2d(x, torch.randn(4, 4, 3, 3), None, 1, 2, 2, 1).grad_fn.name().startswith("_Dilated")
+    torch.testing.assert_close(conv2d(x, w, None, 1, "same", 2, 4), F.conv2d(x, w, None, 1, "same", 2, 4))
     with torch.no_grad():
         assert conv2d(x, w, None, 1, 2, 2, 4).grad_fn is None
     with native_kernels():

@@ -106,6 +106,8 @@ def _fast_path(x, weight, stride, padding, dilation, groups) -> bool:
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
     """``F.conv2d`` (zero padding given as numbers); a dilated depthwise conv on CPU with a graph
     takes the faster backward of this module."""
+    if isinstance(padding, str):                    # 'same' / 'valid': torch's own
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if not _fast_path(x, weight, stride, padding, dilation, groups):
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -117,6 +119,6 @@ class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` through :func:`conv2d` (zero padding); same parameters and state dict."""
 
     def _conv_forward(self, x, weight, bias):
-        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+        if self.padding_mode != "zeros":
             return super()._conv_forward(x, weight, bias)
         return conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
