@@ -5,7 +5,7 @@ channel blocks; with fewer than 16 channels (every cell of the CPU-sized network
 and more than one thread they are several times slower than the NCHW kernels on the same data,
 and slower than themselves on one thread. Measured on this project's 2-core CPU
 (``benchmarks/bench_kernels.py``, forward + backward): 256×8×28×28 at 2 threads native NHWC
-22.3 ms, NCHW 4.8 ms, this path 9.9 ms; at 1 thread native NHWC 10.0 ms, this path 16.4 ms. So
+18.2 ms, NCHW 5.5 ms, this path 7.4 ms; at 1 thread native NHWC 10.0 ms, this path 16.4 ms. So
 with more than one thread, narrow tensors run the kernels on an NCHW copy and the results are
 handed back in channels-last; on one thread, or from 16 channels, the native op runs.
 

@@ -75,23 +75,25 @@ class _DilatedDepthwiseConv(torch.autograd.Function):
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
                 grad, x, weight, None, list(stride), list(padding), list(dilation), False, [0, 0], C, mask)
             return grad_x, grad_w, None, None, None
-        buf = _stride1_grid(grad, (H, W), kernel, stride, padding, dilation)
+        spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+        taps = spans[0] > H or spans[1] > W            # kernel wider than the map: per-tap ∂w
+        need_x, need_w = ctx.needs_input_grad[:2]
+        buf = (_stride1_grid(grad, (H, W), kernel, stride, padding, dilation)
+               if need_x or (need_w and not taps) else None)
         grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
+        if need_x:
             grad_x = F.conv2d(buf, weight.flip(2, 3), None, 1, 0, dilation, C)
-        if ctx.needs_input_grad[1]:
-            spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
-            if spans[0] > H or spans[1] > W:
-                grad_w = _weight_grad_taps(x, grad, kernel, stride, padding, dilation)
-            else:
-                # the stride-1 output grid of the same conv is (H + 2p − span + 1) wide; buf holds
-                # it from offset d(k−1) − p
-                offs = [s - 1 - p for s, p in zip(spans, padding)]
-                sizes = [n + 2 * p - s + 1 for n, p, s in zip((H, W), padding, spans)]
-                up = buf[:, :, offs[0]: offs[0] + sizes[0], offs[1]: offs[1] + sizes[1]]
-                grad_w = torch.ops.aten.convolution_backward(
-                    up, x, weight, None, [1, 1], list(padding), list(dilation), False, [0, 0], C,
-                    [False, True, False])[1]
+        if need_w and taps:
+            grad_w = _weight_grad_taps(x, grad, kernel, stride, padding, dilation)
+        elif need_w:
+            # the stride-1 output grid of the same conv is (H + 2p − span + 1) wide; buf holds it
+            # from offset d(k−1) − p
+            offs = [s - 1 - p for s, p in zip(spans, padding)]
+            sizes = [n + 2 * p - s + 1 for n, p, s in zip((H, W), padding, spans)]
+            up = buf[:, :, offs[0]: offs[0] + sizes[0], offs[1]: offs[1] + sizes[1]]
+            grad_w = torch.ops.aten.convolution_backward(
+                up, x, weight, None, [1, 1], list(padding), list(dilation), False, [0, 0], C,
+                [False, True, False])[1]
         return grad_x, grad_w, None, None, None
 
 
