@@ -44,6 +44,20 @@ def test_hard_sign_maps_zero_to_plus_one():
     assert hard_sign(torch.tensor([-0.0, 0.0, -3.0, 1e-30])).tolist() == [1.0, 1.0, -1.0, 1.0]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_hard_sign_equals_the_comparison_form_for_every_number(dtype):
+    """The copysign form against where(x >= 0, 1, −1): signed zeros, subnormals, infinities, the
+    smallest and largest finite numbers and random values, in each dtype; layout kept."""
+    info = torch.finfo(dtype)
+    special = torch.tensor([-0.0, 0.0, info.tiny, -info.tiny, info.tiny / 4, -info.tiny / 4,
+                            info.max, -info.max, float("inf"), float("-inf"), 1.0, -1.0], dtype=dtype)
+    x = torch.cat([special, torch.randn(4000).to(dtype), torch.randn(1000).to(dtype) * 1e-30])
+    expected = torch.where(x >= 0, 1.0, -1.0).to(dtype)
+    assert torch.equal(hard_sign(x), expected)
+    img = torch.randn(2, 3, 4, 5).to(dtype).contiguous(memory_format=torch.channels_last)
+    assert hard_sign(img).is_contiguous(memory_format=torch.channels_last)
+
+
 def test_double_backward_through_binarisers():
     # f(x) = Σ c·approx_sign(x): f' = c(2 − 2|x|) inside, f'' = −2c·sign(x) inside, 0 outside.
     x = t([-1.5, -0.5, 0.25, 0.75, 3.0])

@@ -100,7 +100,7 @@ def two_threads():
     torch.set_num_threads(saved)
 
 
-@pytest.mark.parametrize("C", [3, 4, 8])
+@pytest.mark.parametrize("C", [3, 4, 8, 16, 24])
 @pytest.mark.parametrize("affine,momentum,track", [(True, 0.1, True), (False, 0.1, True),
                                                    (True, None, True), (True, 0.1, False)])
 def test_batchnorm_matches_native_values_gradients_and_running_statistics(C, affine, momentum, track,
@@ -118,9 +118,14 @@ def test_batchnorm_matches_native_values_gradients_and_running_statistics(C, aff
         x = (torch.randn(4, C, 6, 5, dtype=torch.float64) * 2 + step).contiguous(memory_format=CL)
         x.requires_grad_()
         out, ref = ours(x), native(x)
-        assert out.grad_fn.name().startswith("_NarrowChannelsLast")
+        assert out.grad_fn.name().startswith("_ChannelsLastBatchNorm")
+        assert out.grad_fn.nchw == (C < 16)
         assert out.is_contiguous(memory_format=CL)
         g = torch.randn_like(ref)
+        if step == 1:
+            g = g.contiguous()                       # an NCHW gradient into the NHWC batch norm
+        elif step == 2:
+            g = g.transpose(2, 3).contiguous().transpose(2, 3)   # neither layout
         params = [x] + ([ours.weight, ours.bias] if affine else [])
         nparams = [x] + ([native.weight, native.bias] if affine else [])
         torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
@@ -134,16 +139,16 @@ def test_batchnorm_matches_native_values_gradients_and_running_statistics(C, aff
     torch.testing.assert_close(ours(x), native(x))
 
 
-@pytest.mark.parametrize("C", [4, 6])
-def test_batchnorm_double_backward_by_finite_differences(C, two_threads):
-    from dcpnas.kernels.batchnorm import _NarrowChannelsLastBatchNorm
+@pytest.mark.parametrize("C,nchw", [(4, True), (6, True), (6, False)])
+def test_batchnorm_double_backward_by_finite_differences(C, nchw, two_threads):
+    from dcpnas.kernels.batchnorm import _ChannelsLastBatchNorm
     torch.manual_seed(4)
     x = torch.randn(3, C, 4, 4, dtype=torch.float64).contiguous(memory_format=CL).requires_grad_()
     w = torch.empty(C, dtype=torch.float64).uniform_(0.5, 1.5).requires_grad_()
     b = torch.randn(C, dtype=torch.float64, requires_grad=True)
 
     def f(x, w, b):
-        return _NarrowChannelsLastBatchNorm.apply(x, w, b, None, None, 0.0, 1e-5)
+        return _ChannelsLastBatchNorm.apply(x, w, b, None, None, 0.0, 1e-5, nchw)
 
     assert torch.autograd.gradcheck(f, (x, w, b))
     assert torch.autograd.gradgradcheck(f, (x, w, b))
@@ -152,18 +157,50 @@ def test_batchnorm_double_backward_by_finite_differences(C, two_threads):
 def test_batchnorm_falls_back_to_native_outside_its_case(two_threads):
     bn = BatchNorm2d(8)
     x = torch.randn(2, 8, 5, 5, requires_grad=True)
-    assert not bn(x).grad_fn.name().startswith("_Narrow")                       # NCHW
+    assert not bn(x).grad_fn.name().startswith("_ChannelsLast")                  # NCHW
     xc = x.detach().contiguous(memory_format=CL).requires_grad_()
-    assert bn(xc).grad_fn.name().startswith("_Narrow")
-    assert not BatchNorm2d(16)(torch.randn(2, 16, 5, 5).contiguous(memory_format=CL).requires_grad_()
-                               ).grad_fn.name().startswith("_Narrow")           # wide
+    assert bn(xc).grad_fn.nchw
+    wide = BatchNorm2d(16)(torch.randn(2, 16, 5, 5).contiguous(memory_format=CL).requires_grad_())
+    assert not wide.grad_fn.nchw                                                 # wide: NHWC kernels
     with torch.no_grad():
         assert bn(xc).grad_fn is None
     torch.set_num_threads(1)
-    assert not bn(xc).grad_fn.name().startswith("_Narrow")                      # one thread
+    assert not bn(xc).grad_fn.nchw                                               # one thread
     torch.set_num_threads(2)
+    with native_kernels():
+        assert not bn(xc).grad_fn.name().startswith("_ChannelsLast")
     bn.eval()
-    assert not bn(xc).grad_fn.name().startswith("_Narrow")                      # running statistics
+    assert not bn(xc).grad_fn.name().startswith("_ChannelsLast")                 # running statistics
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batchnorm_backward_sees_one_layout(threads):
+    """An NCHW gradient into an NHWC batch norm reaches torch's backward kernel in the layout of
+    the saved input (mixed layouts take torch's slow generic path), for narrow and wide tensors."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.native_batch_norm_backward.default:
+                seen.append((args[0].is_contiguous(memory_format=CL), args[1].is_contiguous(memory_format=CL),
+                             args[0].is_contiguous(), args[1].is_contiguous()))
+            return func(*args, **(kwargs or {}))
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for C in (8, 32):
+            x = torch.randn(4, C, 5, 5).contiguous(memory_format=CL).requires_grad_()
+            out = BatchNorm2d(C)(x)
+            with Record():
+                out.backward(torch.randn(4, C, 5, 5))                  # NCHW gradient
+    finally:
+        torch.set_num_threads(saved)
+    assert len(seen) == 2
+    for grad_cl, x_cl, grad_c, x_c in seen:
+        assert (grad_cl, grad_c) == (x_cl, x_c)
 
 
 # -- a whole network ------------------------------------------------------------------------------

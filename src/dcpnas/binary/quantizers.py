@@ -16,8 +16,14 @@ __all__ = ["approx_sign", "approx_sign_derivative", "clipped_identity_derivative
 
 
 def hard_sign(x: torch.Tensor) -> torch.Tensor:
-    """sign(x) with sign(0) = +1, so every output is exactly ±1 (a 1-bit value)."""
-    return torch.where(x >= 0, x.new_ones(()), -x.new_ones(()))
+    """sign(x) with sign(0) = +1, so every output is exactly ±1 (a 1-bit value).
+
+    copysign(1, x + 0): adding +0 turns −0 into +0, so this is ``where(x >= 0, 1, −1)`` for every
+    number (tests/test_binary.py), in two vectorised float kernels; on CPU the comparison (a bool
+    tensor) and ``where`` cost 6× as much (256×8×28×28 at 2 threads: 8.7 against 1.4 ms).
+    A NaN keeps its sign bit (``where`` gave −1): either way a ±1 that hides it.
+    """
+    return torch.copysign(x.new_ones(()), x + 0.0)
 
 
 def approx_sign_derivative(x: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,21 @@
-"""BatchNorm2d with a faster CPU path for narrow channels-last tensors on several threads.
+"""BatchNorm2d with faster CPU paths for channels-last tensors.
 
-torch's CPU batch-norm kernels for channels-last (NHWC) memory split the work over threads by
-channel blocks; with fewer than 16 channels (every cell of the CPU-sized networks: C 4 and C 8)
-and more than one thread they are several times slower than the NCHW kernels on the same data,
-and slower than themselves on one thread. Measured on this project's 2-core CPU
-(``benchmarks/bench_kernels.py``, forward + backward): 256×8×28×28 at 2 threads native NHWC
-18.2 ms, NCHW 5.5 ms, this path 7.4 ms; at 1 thread native NHWC 10.0 ms, this path 16.4 ms. So
-with more than one thread, narrow tensors run the kernels on an NCHW copy and the results are
-handed back in channels-last; on one thread, or from 16 channels, the native op runs.
+Two slow cases of torch's CPU batch-norm kernels for channels-last (NHWC) memory, measured on this
+project's 2-core CPU (``benchmarks/bench_kernels.py``, ``/work``-style figures in the README):
+
+* **A gradient in the other layout.** ``native_batch_norm_backward`` with an NHWC input and an
+  NCHW (or strided) gradient takes a generic path 5–10× slower than with matching layouts
+  (256×32×7×7: 0.96 ms matching, 5.3 ms mixed at 2 threads; 0.76 / 10.9 ms at 1 thread). Such
+  gradients arise in every network here: the global average pool's backward (an expand) and the
+  slices of FactorizedReduce hand back NCHW gradients. The backward below first puts the gradient
+  in the input's layout (one copy, 1.0 ms there).
+* **Narrow channels on several threads.** The NHWC kernels split the work over threads by channel
+  blocks; with fewer than 16 channels (every cell of the CPU-sized networks: C 4 and C 8) and more
+  than one thread they are several times slower than the NCHW kernels on the same data, and slower
+  than themselves on one thread: 256×8×28×28 forward + backward at 2 threads native NHWC 18.2 ms,
+  NCHW 5.5 ms, through NCHW copies 7.4 ms; at 1 thread native NHWC 10.0 ms, copies 16.4 ms. So with
+  more than one thread, narrow tensors run the kernels on an NCHW copy and the results are handed
+  back in channels-last.
 
 Values are those of ``nn.BatchNorm2d`` up to float rounding (the NCHW and NHWC kernels sum in a
 different order); parameters, buffers, state-dict keys and running-statistics updates are the
@@ -24,7 +32,7 @@ from .policy import channels_last_or_none, fast_paths_enabled
 
 __all__ = ["BatchNorm2d", "NARROW_CHANNELS"]
 
-#: channel counts below this take the NCHW kernels on CPU (see the module docstring).
+#: with more than one thread, channel counts below this take the NCHW kernels on CPU.
 NARROW_CHANNELS = 16
 # At this width and below even the NHWC forward is slower than two copies and the NCHW forward
 # (2 threads, 64×4×14×14: 0.72 ms against 0.17 ms); at 8 channels it is not (256×8×28×28: 2.5
@@ -33,21 +41,23 @@ _NCHW_FORWARD_CHANNELS = 4
 _CL = torch.channels_last
 
 
-class _NarrowChannelsLastBatchNorm(torch.autograd.Function):
-    """Training-mode batch norm of an NHWC tensor through the NCHW kernels.
+class _ChannelsLastBatchNorm(torch.autograd.Function):
+    """Training-mode batch norm of an NHWC tensor whose backward sees matching layouts.
 
-    The backward calls ``native_batch_norm_backward`` on NCHW copies; under ``create_graph`` that
-    op records its own (native) derivative and the copies are differentiable, so the double
-    backward of the exact curvature path and of the reverse-mode GGN is the native one.
+    ``nchw``: the backward (and, up to 4 channels, the forward) runs on NCHW copies. Otherwise the
+    kernels are the native NHWC ones and only the incoming gradient is made channels-last. The
+    backward calls ``native_batch_norm_backward``; under ``create_graph`` that op records its own
+    (native) derivative and the copies are differentiable, so the double backward of the exact
+    curvature path and of the reverse-mode GGN is the native one.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
-        x_in = x.contiguous() if x.shape[1] <= _NCHW_FORWARD_CHANNELS else x
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, nchw):
+        x_in = x.contiguous() if nchw and x.shape[1] <= _NCHW_FORWARD_CHANNELS else x
         out, mean, invstd = torch.native_batch_norm(x_in, weight, bias, running_mean, running_var,
                                                     True, momentum, eps)
         ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.eps = eps
+        ctx.eps, ctx.nchw = eps, nchw
         ctx.affine = (weight is not None, bias is not None)
         return out.contiguous(memory_format=_CL)
 
@@ -56,33 +66,39 @@ class _NarrowChannelsLastBatchNorm(torch.autograd.Function):
         x, weight, mean, invstd = ctx.saved_tensors
         need = ctx.needs_input_grad
         mask = [need[0], ctx.affine[0] and need[1], ctx.affine[1] and need[2]]
-        batched = channels_last_or_none(grad) is None           # under vmap: no layout changes
+        if channels_last_or_none(grad) is None:                 # under vmap: no layout changes
+            layout = None
+        else:
+            layout = torch.contiguous_format if ctx.nchw else _CL
+            grad, x = grad.contiguous(memory_format=layout), x.contiguous(memory_format=layout)
         grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad if batched else grad.contiguous(), x if batched else x.contiguous(), weight, None,
-            None, mean, invstd, True, ctx.eps, mask)
-        if grad_x is not None and not batched:
+            grad, x, weight, None, None, mean, invstd, True, ctx.eps, mask)
+        if grad_x is not None and layout is not None:
             grad_x = grad_x.contiguous(memory_format=_CL)
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
-def _narrow_channels_last(x: torch.Tensor) -> bool:
+def _channels_last_with_graph(x: torch.Tensor) -> bool:
     return (fast_paths_enabled() and x.device.type == "cpu" and x.dim() == 4
-            and x.shape[1] < NARROW_CHANNELS and torch.get_num_threads() > 1
             and x.is_contiguous(memory_format=_CL) and not x.is_contiguous()
             and torch.is_grad_enabled() and fwAD.unpack_dual(x).tangent is None)
 
 
+def _narrow(x: torch.Tensor) -> bool:
+    return x.shape[1] < NARROW_CHANNELS and torch.get_num_threads() > 1
+
+
 class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d``; batch statistics of a narrow NHWC tensor on a multi-threaded CPU take the
-    NCHW kernels.
+    """``nn.BatchNorm2d``; batch statistics of an NHWC tensor on CPU with a graph take
+    ``_ChannelsLastBatchNorm`` (layout-matched backward; NCHW kernels when narrow on several threads).
 
     Every other case (eval mode with running statistics, no graph, forward-mode AD, CUDA, NCHW
-    input, 16 channels or more, one thread) is the native forward, unchanged.
+    input) is the native forward, unchanged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        if not (batch_stats and _narrow_channels_last(x)):
+        if not (batch_stats and _channels_last_with_graph(x)):
             return super().forward(x)
         self._check_input_dim(x)
         # The running-statistics bookkeeping of nn.BatchNorm2d.forward (momentum None: the
@@ -93,6 +109,6 @@ class BatchNorm2d(nn.BatchNorm2d):
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
         track = not self.training or self.track_running_stats
-        return _NarrowChannelsLastBatchNorm.apply(
+        return _ChannelsLastBatchNorm.apply(
             x, self.weight, self.bias, self.running_mean if track else None,
-            self.running_var if track else None, factor, self.eps)
+            self.running_var if track else None, factor, self.eps, _narrow(x))
