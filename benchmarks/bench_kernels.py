@@ -3,8 +3,10 @@
 
 For each shape: forward + backward of the op (batch statistics for BN), channels-last input, the
 native and the fast path timed round-robin (``bench_search_step.time_steps``), medians; plus NCHW
-native BN for reference. The shapes are those of the ``fashion-mnist`` train preset (C 8, batch
-256, 28×28) and search supernet (C 4, batch 64, 14×14).
+native BN for reference. BN runs twice: with a channels-last gradient and with an NCHW one (what
+the global pool's and FactorizedReduce's backward hand back inside a network). The shapes are those
+of the ``fashion-mnist`` train preset (C 8, batch 256, 28×28) and search supernet (C 4, batch 64,
+14×14).
 
     python benchmarks/bench_kernels.py [--threads 2 --repeats 9]
 """
@@ -27,6 +29,7 @@ from dcpnas.kernels import BatchNorm2d, conv2d, native_kernels  # noqa: E402
 
 CL = torch.channels_last
 BN_SHAPES = [(256, 8, 28, 28), (256, 16, 14, 14), (256, 32, 7, 7), (64, 4, 14, 14), (64, 8, 7, 7)]
+BN_NCHW_GRAD_SHAPES = [(256, 8, 28, 28), (256, 32, 7, 7), (256, 128, 7, 7), (64, 16, 7, 7)]
 # (shape, kernel, stride): dilation 2, padding d(k−1)/2 as the dil_conv candidates
 DW_CASES = [((256, 8, 28, 28), 3, 1), ((256, 8, 28, 28), 5, 1), ((256, 16, 28, 28), 5, 2),
             ((256, 32, 14, 14), 5, 2), ((256, 32, 7, 7), 5, 1), ((64, 4, 14, 14), 5, 2),
@@ -40,9 +43,9 @@ def _native(fn):
     return run
 
 
-def bn_steps(shape):
+def bn_steps(shape, grad_layout=CL):
     x = torch.randn(shape).contiguous(memory_format=CL).requires_grad_()
-    g = torch.randn(shape).contiguous(memory_format=CL)
+    g = torch.randn(shape).contiguous(memory_format=grad_layout)
     x_nchw = x.detach().contiguous().requires_grad_()
     bn = BatchNorm2d(shape[1])
 
@@ -77,13 +80,14 @@ def main(argv=None):
     cpu = torch.device("cpu")
     print(f"torch={torch.__version__} threads={args.threads} repeats={args.repeats} (medians, "
           f"forward + backward, channels-last)\n")
-    print("| BatchNorm2d input | native ms | fast path ms | native ÷ fast | native NCHW ms |")
-    print("|---|---:|---:|---:|---:|")
-    for shape in BN_SHAPES:
-        t = time_steps(bn_steps(shape), cpu, args.warmup, args.repeats)
-        print(f"| {'×'.join(map(str, shape))} | {t['native'][0] * 1e3:.2f} | "
-              f"{t['fast path'][0] * 1e3:.2f} | {t['native'][0] / t['fast path'][0]:.2f} | "
-              f"{t['native, NCHW input'][0] * 1e3:.2f} |")
+    print("| BatchNorm2d input | gradient | native ms | fast path ms | native ÷ fast | native NCHW ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    cases = [(s, CL) for s in BN_SHAPES] + [(s, torch.contiguous_format) for s in BN_NCHW_GRAD_SHAPES]
+    for shape, layout in cases:
+        t = time_steps(bn_steps(shape, layout), cpu, args.warmup, args.repeats)
+        print(f"| {'×'.join(map(str, shape))} | {'NHWC' if layout is CL else 'NCHW'} | "
+              f"{t['native'][0] * 1e3:.2f} | {t['fast path'][0] * 1e3:.2f} | "
+              f"{t['native'][0] / t['fast path'][0]:.2f} | {t['native, NCHW input'][0] * 1e3:.2f} |")
     print("\n| dilated depthwise conv (d 2) | native ms | fast path ms | native ÷ fast |")
     print("|---|---:|---:|---:|")
     for shape, k, s in DW_CASES:

@@ -1,7 +1,7 @@
 """BatchNorm2d with faster CPU paths for channels-last tensors.
 
 Two slow cases of torch's CPU batch-norm kernels for channels-last (NHWC) memory, measured on this
-project's 2-core CPU (``benchmarks/bench_kernels.py``, ``/work``-style figures in the README):
+project's 2-core CPU (``benchmarks/bench_kernels.py``; the README's "CPU kernels" table):
 
 * **A gradient in the other layout.** ``native_batch_norm_backward`` with an NHWC input and an
   NCHW (or strided) gradient takes a generic path 5–10× slower than with matching layouts

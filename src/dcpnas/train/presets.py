@@ -47,9 +47,9 @@ def fashion_mnist() -> TrainConfig:
     """
     return TrainConfig(
         model=ModelConfig(size="XS", C=8, layers=4),
-        data=DataConfig(dataset="fashion-mnist", batch_size=128, augment=False),
+        data=DataConfig(dataset="fashion-mnist", batch_size=256, augment=False),
         optim=OptimConfig(lr=4e-3, lr_batch=256, min_lr=1e-5),
-        epochs=5, step1_epochs=2, check_every=50, eval_every=5)
+        epochs=6, step1_epochs=1, check_every=50, eval_every=6)
 
 
 def cifar10(size: str = "S") -> TrainConfig:
