@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bench_search_step import time_steps  # noqa: E402
 
+from dcpnas.binary import hard_sign  # noqa: E402
 from dcpnas.kernels import BatchNorm2d, conv2d, native_kernels  # noqa: E402
 
 CL = torch.channels_last
@@ -70,6 +71,13 @@ def dw_steps(shape, k, s):
     return {"fast path": fast, "native": _native(fast)}
 
 
+def sign_steps(shape):
+    """``hard_sign`` (copysign of x + 0) against the comparison form it replaced."""
+    x = torch.randn(shape).contiguous(memory_format=CL)
+    one = x.new_ones(())
+    return {"copysign": lambda: hard_sign(x), "where": lambda: torch.where(x >= 0, one, -one)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -94,6 +102,12 @@ def main(argv=None):
         t = time_steps(dw_steps(shape, k, s), cpu, args.warmup, args.repeats)
         print(f"| {'×'.join(map(str, shape))}, k {k}, stride {s} | {t['native'][0] * 1e3:.2f} | "
               f"{t['fast path'][0] * 1e3:.2f} | {t['native'][0] / t['fast path'][0]:.2f} |")
+    print("\n| hard_sign input (forward) | where(x >= 0, 1, −1) ms | copysign(1, x + 0) ms | ratio |")
+    print("|---|---:|---:|---:|")
+    for shape in [s for s in BN_SHAPES if s[0] == 256]:
+        t = time_steps(sign_steps(shape), cpu, args.warmup, args.repeats)
+        print(f"| {'×'.join(map(str, shape))} | {t['where'][0] * 1e3:.2f} | {t['copysign'][0] * 1e3:.2f} | "
+              f"{t['where'][0] / t['copysign'][0]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def fashion_mnist() -> TrainConfig:
         model=ModelConfig(size="XS", C=8, layers=4),
         data=DataConfig(dataset="fashion-mnist", batch_size=256, augment=False),
         optim=OptimConfig(lr=4e-3, lr_batch=256, min_lr=1e-5),
-        epochs=6, step1_epochs=1, check_every=50, eval_every=6)
+        epochs=7, step1_epochs=1, check_every=50, eval_every=7)
 
 
 def cifar10(size: str = "S") -> TrainConfig:
