@@ -2,7 +2,9 @@
 """Cost of one training step of a derived network: real-valued vs 1-bit, and the 1-bit step with the
 binarisers as ``autograd.Function`` (the package's) vs the ``s + (sign − s).detach()`` form; both
 real-valued and 1-bit (Function) also in channels-last memory format, with and without the CPU fast
-paths of ``dcpnas.kernels`` (narrow channels-last BatchNorm, dilated depthwise conv backward).
+paths of ``dcpnas.kernels`` (narrow channels-last BatchNorm, dilated depthwise conv backward); and the
+1-bit channels-last step with glibc's default malloc settings against ``dcpnas.utils.allocator``'s
+(which ``dcpnas`` sets at start-up), toggled before each step inside this one process.
 
 One step = forward + cross-entropy + backward + AdamW update on one fixed batch. The variants are
 timed round-robin (``bench_search_step.time_steps``), so machine load hits them alike; the table
@@ -31,6 +33,7 @@ from dcpnas.binary import approx_sign, weight_sign  # noqa: E402
 from dcpnas.kernels import native_kernels  # noqa: E402
 from dcpnas.space.genotype import load_genotype  # noqa: E402
 from dcpnas.space.network import build_network  # noqa: E402
+from dcpnas.utils.allocator import restore_default_allocator, tune_cpu_allocator  # noqa: E402
 
 
 def _detach_trick(surrogate):
@@ -97,8 +100,14 @@ def main(argv=None):
              "1-bit, Function binarisers, channels-last": train_step(nets_cl[True], x_cl, y),
              "real-valued, channels-last, native kernels": native(train_step(nets_cl[False], x_cl, y)),
              "1-bit, channels-last, native kernels": native(train_step(nets_cl[True], x_cl, y))}
+    if tune_cpu_allocator():
+        steps["1-bit, channels-last, glibc default malloc"] = train_step(nets_cl[True], x_cl, y)
 
     def select(name):
+        if "default malloc" in name:
+            restore_default_allocator()
+        else:
+            tune_cpu_allocator()
         impl = DETACH if "detach" in name else FUNCTION
         for attr, fn in impl.items():
             setattr(binary_layers, attr, fn)
@@ -107,6 +116,7 @@ def main(argv=None):
           f"C={args.C} layers={args.layers} batch={args.batch} size={args.size} repeats={args.repeats}\n")
     stats = time_steps(steps, torch.device("cpu"), args.warmup, args.repeats, before=select)
     select("function")
+    tune_cpu_allocator()
     base = stats["real-valued"][0]
     print("| step | median ms | min ms | × real-valued |")
     print("|---|---:|---:|---:|")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dcpnas.space.ops import PReLU
+from dcpnas.space.ops import PReLU, _PReLUFunction
 
 
 @pytest.mark.parametrize("channels", [1, 5])
@@ -16,6 +16,7 @@ def test_prelu_backward_equals_native(channels, layout, dtype):
     g = torch.Generator().manual_seed(channels)
     x = torch.randn(4, 5, 6, 7, generator=g, dtype=dtype)
     x[:, :, ::3] = 0.0                                   # exact zeros: the kink, common after 1-bit convs
+    x[:, :, 1::6] = -0.0                                 # negative zero is on the slope-a side too
     grad = torch.randn(x.shape, generator=g, dtype=dtype)
     if layout == "channels_last":
         x, grad = (t.contiguous(memory_format=torch.channels_last) for t in (x, grad))
@@ -44,3 +45,14 @@ def test_prelu_double_backward_keeps_the_slope_at_zero():
     second, = torch.autograd.grad(first, u, torch.ones_like(first))
     a = act.weight.item()
     assert torch.equal(second.flatten(), torch.tensor([a, a, 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_prelu_double_backward_by_finite_differences(channels):
+    """Second derivatives through the custom backward (in x, the slope and the incoming gradient)
+    against finite differences, away from the kink where they exist."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    x = (x + x.sign() * 0.1).requires_grad_(True)        # |x| ≥ 0.1: finite steps never cross 0
+    w = torch.empty(channels, dtype=torch.float64).uniform_(-0.5, 0.5, generator=g).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(_PReLUFunction.apply, (x, w))

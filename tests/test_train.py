@@ -301,6 +301,26 @@ def test_logs_summary_and_model_file(npz, tmp_path):
     assert again["top1"] == pytest.approx(result.metrics["top1"]) and again["n"] == 32
 
 
+def _stem_width(model) -> int:
+    return next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).out_channels
+
+
+def test_stem_multiplier_is_trained_saved_and_rebuilt(npz, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(npz, "model.stem_multiplier=2", "two_step=false"), out)
+    model, spec, _ = load_model(out / "model.pt")
+    assert spec.stem_multiplier == 2 and _stem_width(model) == 2 * 4
+    # a spec written before the field existed rebuilds the DARTS stem (3·C)
+    old = tiny_spec().to_dict()
+    del old["stem_multiplier"]
+    assert _stem_width(ModelSpec.from_dict(old).build()) == 3 * 4
+    for bad in (0, 2.5, True):
+        with pytest.raises(DcpnasError, match="stem_multiplier"):
+            ModelSpec.from_dict({**old, "stem_multiplier": bad})
+    with pytest.raises(ConfigError, match="stem_multiplier"):
+        resolve_config(TrainConfig, "train", overrides=["model.stem_multiplier=0"])
+
+
 def test_real_valued_run_learns_the_task(npz, tmp_path):
     result = train(tiny(npz, "model.binary=false", "epochs=6", "optim.lr=0.002", "data.batch_size=8",
                         "optim.lr_batch=8"), tmp_path / "real")

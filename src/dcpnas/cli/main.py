@@ -141,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = debug or args.debug
         if module is None:  # cannot happen: parse_args accepted a subcommand that was not loaded
             raise RuntimeError(f"subcommand {args.command!r} was parsed but not loaded")
+        from ..utils.allocator import tune_cpu_allocator
+        tune_cpu_allocator()                 # keep big CPU buffers in the heap (utils/allocator.py)
         code = module.run(args)
         return 0 if code is None else int(code)
     except SystemExit as exc:  # --help, --version and usage errors (also a subcommand's own parser.error)

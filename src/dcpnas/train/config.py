@@ -49,6 +49,7 @@ class ModelConfig:
     scope: Scope = "official"          # binarisation scope of the 1-bit ops
     layout: Layout = "auto"
     drop_path: float = 0.0             # final drop-path probability (ramped linearly over a step)
+    stem_multiplier: int = 3           # stem width = stem_multiplier·C (DARTS: 3)
     init_from: Optional[str] = None    # start from a model file's weights (e.g. a run's step1.pt)
 
     def validate(self) -> None:
@@ -58,6 +59,8 @@ class ModelConfig:
             raise ConfigError(f"layers must be >= 1, got {self.layers}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if not 1 <= self.stem_multiplier <= 16:
+            raise ConfigError(f"stem_multiplier must be an integer in 1..16, got {self.stem_multiplier}")
 
 
 @dataclass

@@ -37,6 +37,7 @@ class ModelSpec:
     std: tuple[float, ...]
     size: str | None = None            # the named size it came from (informational)
     binary_weights: bool = True        # False while step 1 runs (real weights, binary activations)
+    stem_multiplier: int = 3           # stem width = stem_multiplier·C (files before it: 3)
 
     def build(self) -> nn.Module:
         """A fresh ``DerivedNetwork`` of this spec (random weights), binary-weight mode as saved."""
@@ -45,7 +46,8 @@ class ModelSpec:
 
         net = DerivedNetwork(genotype_from_dict(self.genotype, "model spec"), binary=self.binary,
                              in_channels=self.in_channels, num_classes=self.num_classes, C=self.C,
-                             layers=self.layers, layout=self.layout, scope=self.scope)
+                             layers=self.layers, layout=self.layout, scope=self.scope,
+                             stem_multiplier=self.stem_multiplier)
         if self.binary:
             net.set_binary_weights(self.binary_weights)
         return net
@@ -69,7 +71,7 @@ class ModelSpec:
         if not isinstance(data, Mapping):
             raise DataError(f"{source}: the model spec is missing or not a table")
         names = {f.name for f in fields(cls)}
-        missing = sorted(n for n in names - data.keys() if n not in ("size", "binary_weights"))
+        missing = sorted(n for n in names - data.keys() if n not in _OPTIONAL)
         if missing:
             raise DataError(f"{source}: the model spec lacks {', '.join(missing)}")
         unknown = sorted(set(data) - names)
@@ -85,7 +87,9 @@ class ModelSpec:
 # The type and range of every field, checked before a network is built from a file's spec (a crafted
 # file must be one line of error, not a traceback from deep inside the network's constructor).
 _INTS = {"C": (1, 4096), "layers": (1, 256), "in_channels": (1, 64), "num_classes": (1, 1_000_000),
-         "image_size": (1, 65536)}
+         "image_size": (1, 65536), "stem_multiplier": (1, 16)}
+# Fields a spec may lack (written before they existed); the dataclass default applies.
+_OPTIONAL = ("size", "binary_weights", "stem_multiplier")
 def _choices() -> dict:
     from ..space.macro import LAYOUTS
     from ..space.primitives import SCOPES
@@ -100,6 +104,8 @@ def _check_types(kw: dict, source: str) -> None:
     if not isinstance(kw["genotype"], Mapping):
         raise bad("genotype", "a table (a genotype in JSON form)")
     for key, (lo, hi) in _INTS.items():
+        if key not in kw and key in _OPTIONAL:
+            continue
         v = kw[key]
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
             raise bad(key, f"an integer in {lo}..{hi}")

@@ -83,7 +83,8 @@ def model_spec(cfg: TrainConfig, data: TrainData) -> ModelSpec:
                      layers=cfg.model.layers or size.layers, layout=cfg.layout, scope=cfg.model.scope,
                      binary=cfg.model.binary, in_channels=data.in_channels, num_classes=data.num_classes,
                      image_size=data.image_size, dataset=cfg.data.dataset, mean=tuple(data.mean),
-                     std=tuple(data.std), size=cfg.model.size)
+                     std=tuple(data.std), size=cfg.model.size,
+                     stem_multiplier=cfg.model.stem_multiplier)
 
 
 # -- helpers -----------------------------------------------------------------------------------
