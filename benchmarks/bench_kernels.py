@@ -6,9 +6,12 @@ native and the fast path timed round-robin (``bench_search_step.time_steps``), m
 native BN for reference. BN runs twice: with a channels-last gradient and with an NCHW one (what
 the global pool's and FactorizedReduce's backward hand back inside a network). The shapes are those
 of the ``fashion-mnist`` train preset (C 8, batch 256, 28×28) and search supernet (C 4, batch 64,
-14×14).
+14×14). And the Child's PReLU (``space.ops.PReLU``, whose CPU backward is float-only) against
+``nn.PReLU``. glibc malloc runs with the settings ``dcpnas`` sets at start-up
+(``utils/allocator.py``) unless ``--malloc default``: with glibc's own thresholds every fresh
+temporary of these sizes is page-faulted in again, which dwarfs some kernels' own cost.
 
-    python benchmarks/bench_kernels.py [--threads 2 --repeats 9]
+    python benchmarks/bench_kernels.py [--threads 2 --repeats 9 --malloc tuned]
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from bench_search_step import time_steps  # noqa: E402
 
 from dcpnas.binary import hard_sign  # noqa: E402
 from dcpnas.kernels import BatchNorm2d, conv2d, native_kernels  # noqa: E402
+from dcpnas.space.ops import PReLU  # noqa: E402
+from dcpnas.utils.allocator import tune_cpu_allocator  # noqa: E402
 
 CL = torch.channels_last
-BN_SHAPES = [(256, 8, 28, 28), (256, 16, 14, 14), (256, 32, 7, 7), (64, 4, 14, 14), (64, 8, 7, 7)]
+BN_SHAPES = [(256, 8, 28, 28), (256, 16, 14, 14), (256, 32, 7, 7), (64, 4, 14, 14), (64, 8, 7, 7),
+             (256, 24, 28, 28)]                    # the last: a DARTS stem of 3C at C 8
 BN_NCHW_GRAD_SHAPES = [(256, 8, 28, 28), (256, 32, 7, 7), (256, 128, 7, 7), (64, 16, 7, 7)]
 # (shape, kernel, stride): dilation 2, padding d(k−1)/2 as the dil_conv candidates
 DW_CASES = [((256, 8, 28, 28), 3, 1), ((256, 8, 28, 28), 5, 1), ((256, 16, 28, 28), 5, 2),
@@ -78,16 +84,27 @@ def sign_steps(shape):
     return {"copysign": lambda: hard_sign(x), "where": lambda: torch.where(x >= 0, one, -one)}
 
 
+def prelu_steps(shape):
+    """Forward + backward of the Child's PReLU against torch's nn.PReLU, channels-last."""
+    x = torch.randn(shape).contiguous(memory_format=CL).requires_grad_()
+    g = torch.randn(shape).contiguous(memory_format=CL)
+    ours, native = PReLU(shape[1]), torch.nn.PReLU(shape[1])
+    return {"ours": lambda: ours(x).backward(g), "native": lambda: native(x).backward(g)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="glibc malloc thresholds: dcpnas's (tuned) or glibc's own")
     args = ap.parse_args(argv)
+    tuned = tune_cpu_allocator() if args.malloc == "tuned" else False   # default: left as glibc has it
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
-    print(f"torch={torch.__version__} threads={args.threads} repeats={args.repeats} (medians, "
-          f"forward + backward, channels-last)\n")
+    print(f"torch={torch.__version__} threads={args.threads} repeats={args.repeats} malloc="
+          f"{'tuned' if tuned else 'glibc default'} (medians, forward + backward, channels-last)\n")
     print("| BatchNorm2d input | gradient | native ms | fast path ms | native ÷ fast | native NCHW ms |")
     print("|---|---|---:|---:|---:|---:|")
     cases = [(s, CL) for s in BN_SHAPES] + [(s, torch.contiguous_format) for s in BN_NCHW_GRAD_SHAPES]
@@ -108,6 +125,12 @@ def main(argv=None):
         t = time_steps(sign_steps(shape), cpu, args.warmup, args.repeats)
         print(f"| {'×'.join(map(str, shape))} | {t['where'][0] * 1e3:.2f} | {t['copysign'][0] * 1e3:.2f} | "
               f"{t['where'][0] / t['copysign'][0]:.2f} |")
+    print("\n| PReLU input | nn.PReLU ms | space.ops.PReLU ms | ratio |")
+    print("|---|---:|---:|---:|")
+    for shape in [s for s in BN_SHAPES if s[0] == 256]:
+        t = time_steps(prelu_steps(shape), cpu, args.warmup, args.repeats)
+        print(f"| {'×'.join(map(str, shape))} | {t['native'][0] * 1e3:.2f} | {t['ours'][0] * 1e3:.2f} | "
+              f"{t['native'][0] / t['ours'][0]:.2f} |")
 
 
 if __name__ == "__main__":

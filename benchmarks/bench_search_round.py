@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
     ap.add_argument("--memory", help=argparse.SUPPRESS)  # internal: one variant's peak memory
     args = ap.parse_args()
+    from dcpnas.utils.allocator import tune_cpu_allocator
+    tune_cpu_allocator()                     # as the dcpnas command runs (utils/allocator.py)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.memory:

@@ -154,6 +154,8 @@ def main(argv=None):
     p.add_argument("--small-batch", type=int, default=8)
     p.add_argument("--only", default="", help="comma-separated step names to time (default all)")
     args = p.parse_args(argv)
+    from dcpnas.utils.allocator import tune_cpu_allocator
+    tune_cpu_allocator()                     # as the dcpnas command runs (utils/allocator.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

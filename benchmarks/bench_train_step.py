@@ -3,8 +3,11 @@
 binarisers as ``autograd.Function`` (the package's) vs the ``s + (sign − s).detach()`` form; both
 real-valued and 1-bit (Function) also in channels-last memory format, with and without the CPU fast
 paths of ``dcpnas.kernels`` (narrow channels-last BatchNorm, dilated depthwise conv backward); and the
-1-bit channels-last step with glibc's default malloc settings against ``dcpnas.utils.allocator``'s
-(which ``dcpnas`` sets at start-up), toggled before each step inside this one process.
+1-bit channels-last step with glibc's static default malloc thresholds (128 KiB mmap and trim)
+against ``dcpnas.utils.allocator``'s (which ``dcpnas`` sets at start-up), toggled before each step
+inside this one process. A process that never calls mallopt has glibc's dynamic mmap threshold,
+which lands between the two (its page faults per step show where), so that row bounds the gain
+from above.
 
 One step = forward + cross-entropy + backward + AdamW update on one fixed batch. The variants are
 timed round-robin (``bench_search_step.time_steps``), so machine load hits them alike; the table
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import resource
+import statistics
 import sys
 from pathlib import Path
 
@@ -101,7 +106,7 @@ def main(argv=None):
              "real-valued, channels-last, native kernels": native(train_step(nets_cl[False], x_cl, y)),
              "1-bit, channels-last, native kernels": native(train_step(nets_cl[True], x_cl, y))}
     if tune_cpu_allocator():
-        steps["1-bit, channels-last, glibc default malloc"] = train_step(nets_cl[True], x_cl, y)
+        steps["1-bit, channels-last, glibc static default malloc"] = train_step(nets_cl[True], x_cl, y)
 
     def select(name):
         if "default malloc" in name:
@@ -114,14 +119,26 @@ def main(argv=None):
 
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} genotype={args.genotype} "
           f"C={args.C} layers={args.layers} batch={args.batch} size={args.size} repeats={args.repeats}\n")
-    stats = time_steps(steps, torch.device("cpu"), args.warmup, args.repeats, before=select)
+    faults = {name: [] for name in steps}
+
+    def counted(name, fn):
+        def run():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            fn()
+            faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        return run
+
+    stats = time_steps({name: counted(name, fn) for name, fn in steps.items()}, torch.device("cpu"),
+                       args.warmup, args.repeats, before=select)
     select("function")
     tune_cpu_allocator()
     base = stats["real-valued"][0]
-    print("| step | median ms | min ms | × real-valued |")
-    print("|---|---:|---:|---:|")
+    # Minor page faults: memory the kernel had to map (and zero) afresh during the step.
+    print("| step | median ms | min ms | × real-valued | page faults / step |")
+    print("|---|---:|---:|---:|---:|")
     for name, (med, low) in stats.items():
-        print(f"| {name} | {med * 1e3:.1f} | {low * 1e3:.1f} | {med / base:.2f} |")
+        print(f"| {name} | {med * 1e3:.1f} | {low * 1e3:.1f} | {med / base:.2f} | "
+              f"{statistics.median(faults[name][args.warmup:]):.0f} |")
 
 
 if __name__ == "__main__":
