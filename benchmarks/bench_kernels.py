@@ -119,19 +119,19 @@ def main(argv=None):
         t = time_steps(dw_steps(shape, k, s), cpu, args.warmup, args.repeats)
         print(f"| {'×'.join(map(str, shape))}, k {k}, stride {s} | {t['native'][0] * 1e3:.2f} | "
               f"{t['fast path'][0] * 1e3:.2f} | {t['native'][0] / t['fast path'][0]:.2f} |")
-    print("\n| hard_sign input (forward) | where(x >= 0, 1, −1) ms | copysign(1, x + 0) ms | ratio |")
-    print("|---|---:|---:|---:|")
-    for shape in [s for s in BN_SHAPES if s[0] == 256]:
-        t = time_steps(sign_steps(shape), cpu, args.warmup, args.repeats)
-        print(f"| {'×'.join(map(str, shape))} | {t['where'][0] * 1e3:.2f} | {t['copysign'][0] * 1e3:.2f} | "
-              f"{t['where'][0] / t['copysign'][0]:.2f} |")
-    print("\n| PReLU input | nn.PReLU ms | space.ops.PReLU ms | ratio |")
-    print("|---|---:|---:|---:|")
-    for shape in [s for s in BN_SHAPES if s[0] == 256]:
-        t = time_steps(prelu_steps(shape), cpu, args.warmup, args.repeats)
-        print(f"| {'×'.join(map(str, shape))} | {t['native'][0] * 1e3:.2f} | {t['ours'][0] * 1e3:.2f} | "
-              f"{t['native'][0] / t['ours'][0]:.2f} |")
+    pair_table("hard_sign input (forward)", sign_steps, ("where", "where(x >= 0, 1, −1)"),
+               ("copysign", "copysign(1, x + 0)"), args)
+    pair_table("PReLU input", prelu_steps, ("native", "nn.PReLU"), ("ours", "space.ops.PReLU"), args)
 
+
+def pair_table(title, make_steps, base, ours, args):
+    """One table of two implementations over the batch-256 BN shapes: ms each and base ÷ ours."""
+    print(f"\n| {title} | {base[1]} ms | {ours[1]} ms | ratio |")
+    print("|---|---:|---:|---:|")
+    for shape in [s for s in BN_SHAPES if s[0] == 256]:
+        t = time_steps(make_steps(shape), torch.device("cpu"), args.warmup, args.repeats)
+        print(f"| {'×'.join(map(str, shape))} | {t[base[0]][0] * 1e3:.2f} | {t[ours[0]][0] * 1e3:.2f} | "
+              f"{t[base[0]][0] / t[ours[0]][0]:.2f} |")
 
 if __name__ == "__main__":
     main()
