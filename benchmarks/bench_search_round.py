@@ -48,6 +48,18 @@ VARIANTS = {
     "cpnas": ("cpnas", []),
     "dcpnas ggn": ("dcpnas", ["objective.curvature=ggn"]),
     "dcpnas ggn reverse-mode": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=reverse"]),
+    "dcpnas ggn forward-mode": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=forward"]),
+    # the GGN product on a curvature sub-batch of 1/4 or 1/8 of the α̂-batch (Decision C)
+    "dcpnas ggn f=1/4": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=forward",
+                                    "objective.curvature_fraction=0.25"]),
+    "dcpnas ggn f=1/8": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=forward",
+                                    "objective.curvature_fraction=0.125"]),
+    # Algorithm 10's literal tangent: the last Parent epoch's mean g_P, no Parent backward per α̂-step
+    "dcpnas ggn epoch-mean tangent": ("dcpnas", ["objective.curvature=ggn",
+                                                 "objective.tangent=epoch_mean"]),
+    "dcpnas ggn f=1/4 epoch-mean tangent": ("dcpnas", [
+        "objective.curvature=ggn", "objective.ggn_jvp=forward", "objective.curvature_fraction=0.25",
+        "objective.tangent=epoch_mean"]),
     "dcpnas fisher K=1": ("dcpnas", ["objective.curvature=fisher"]),
     "dcpnas exact": ("dcpnas", ["objective.curvature=exact"]),
     "darts PC K=4": ("darts", ["supernet.partial_channels=4"]),
@@ -92,6 +104,9 @@ def build(name: str, args, device):
                       args.channels, 10, args.size, n, n)
     m = build_method(MethodContext(cfg, data, device))
     (xt, yt), (xv, yv) = next(iter(data.train)), next(iter(data.val))
+    if getattr(m, "tangent", None) is not None:  # tangent=epoch_mean: one Parent pair fills it
+        run_pair(m.parent_steps, (xt, yt, xv, yv))
+        m.fixed_tangent = m.tangent.mean()
     if hasattr(m, "parent_steps"):
         pairs = {"parent pair": m.parent_steps, "child pair": m.child_steps}
     else:

@@ -4,6 +4,8 @@
 On one Parent/Child supernet pair and one batch, times (median of --repeats after --warmup,
 the steps interleaved round-robin so machine load affects them alike):
 
+  child forward (part), child J·v, forward mode (part)
+                 a no-grad Child forward and the ggn product's forward-mode J·v pass (yardsticks)
   darts-1st      Parent forward + backward of CE w.r.t. α (a plain first-order DARTS α-step)
   cp-nas         Parent forward (no grad) + Child forward/backward w.r.t. α̂ (λ = 0)
   dcp-nas/...    Parent forward + tangent (one pass) + Child α̂-gradient with curvature
@@ -61,7 +63,20 @@ def step_functions(parent, child, x, y, lam):
             return child_arch_gradient(child, x, parent_logits, tangent, lam=lam, **kw).grad
         return run
 
+    from dcpnas.search.curvature import jacobian_vector_product
+
+    v = [torch.randn_like(a) for a in child.arch_parameters()]
+
+    def child_forward():  # the yardstick of the two parts below
+        with torch.no_grad():
+            return child(x)
+
+    def child_jvp():  # the forward-mode J·v pass of the ggn product alone
+        return jacobian_vector_product(child, x, child.arch_parameters(), v)
+
     return {
+        "child forward (part)": child_forward,
+        "child J·v, forward mode (part)": child_jvp,
         "darts-1st": darts_first_order,
         "cp-nas": cp_nas,
         "dcp-nas fisher K=1": dcp_nas(curvature="fisher"),
@@ -137,6 +152,88 @@ def curvature_cosines(args, device):
     return results
 
 
+def subbatch_cosines(parent, child, x, y, lam, fractions):
+    """For each curvature fraction f: the GGN product on each disjoint sub-batch of ⌈f·B⌉ images
+    against the whole batch's, and the α̂-step −g_C + λ·product against the whole-batch step
+    (``objective.curvature_fraction``; g_C always from the whole batch). Mean and min over the
+    sub-batches."""
+    from dcpnas.search import ChildGraph, child_objective_per_sample, discrepancy_direction
+    from dcpnas.search.curvature import fresh_ggn_product, subbatch_size
+
+    alphas = child.arch_parameters()
+    parent_logits, tangent = parent_forward(parent, x, y)
+    logits = child(x)
+    per_sample = child_objective_per_sample(logits, parent_logits)
+    g_C = torch.autograd.grad(per_sample.mean(), alphas, retain_graph=True)
+    v = discrepancy_direction(list(g_C), tangent, "fro", scale="tangent")
+    full = GGN().product(ChildGraph(child, x, alphas, logits, per_sample, g_C), v)
+    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])  # noqa: E731
+    full_step = flat([-g + lam * h for g, h in zip(g_C, full)])
+    rho = (lam * flat(full).norm() / flat(g_C).norm()).item()
+    rows = {}
+    B = x.shape[0]
+    for f in fractions:
+        m = subbatch_size(B, f)
+        cos_p, cos_s, ratio = [], [], []
+        for start in range(0, B - m + 1, m):
+            sub = flat(fresh_ggn_product(child, x[start:start + m], alphas, v))
+            step = flat([-g for g in g_C]) + lam * sub
+            cos_p.append(F.cosine_similarity(sub, flat(full), dim=0).item())
+            cos_s.append(F.cosine_similarity(step, full_step, dim=0).item())
+            ratio.append((sub.norm() / flat(full).norm()).item())
+        rows[f] = (m, len(cos_p), statistics.mean(cos_p), min(cos_p), statistics.mean(ratio),
+                   statistics.mean(cos_s), min(cos_s))
+    return rho, rows
+
+
+def _fractions(args):
+    return [float(f) for f in args.fractions.split(",")]
+
+
+def print_subbatch_table(results, lam, where):
+    """One row per fraction, pooled over ``results`` (one ``subbatch_cosines`` per batch)."""
+    rhos = [rho for rho, _ in results]
+    print(f"\nGGN product on a curvature sub-batch vs the whole batch's ({where}; λ = {lam}; "
+          f"ρ = ‖λ·H v‖/‖g_C‖ on the whole batch {statistics.mean(rhos):.3g}, "
+          f"{len(results)} batch(es)):\n")
+    print("| fraction | images | sub-batches | cos(product), mean | min | ‖·‖ ratio, mean "
+          "| cos(α̂-step), mean | min |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for f in results[0][1]:
+        rows = [r[f] for _, r in results]
+        n = sum(r[1] for r in rows)
+        mean = lambda i: sum(r[i] * r[1] for r in rows) / n  # noqa: E731  (pooled over sub-batches)
+        print(f"| {f:g} | {rows[0][0]} | {n} | {mean(2):+.3f} | {min(r[3] for r in rows):+.3f} | "
+              f"{mean(4):.3g} | {mean(5):+.4f} | {min(r[6] for r in rows):+.4f} |")
+
+
+def subbatch_from_run(args, device):
+    """The sub-batch table on a search run's trained Parent and Child (its last checkpoint)."""
+    from dcpnas.config import from_dict
+    from dcpnas.search.checkpoint import checkpoint_path, load_search_checkpoint
+    from dcpnas.search.config import SearchConfig
+    from dcpnas.search.inputs import build_search_data
+    from dcpnas.search.learner import build_supernet
+    from dcpnas.utils.distributed import DistEnv
+
+    state = load_search_checkpoint(checkpoint_path(args.from_run))
+    cfg = from_dict(SearchConfig, state["config"])
+    data = build_search_data(cfg, DistEnv(device=device))
+    nets = {}
+    for kind in ("parent", "child"):
+        nets[kind] = build_supernet(kind, cfg, data.in_channels, data.num_classes, device)
+        nets[kind].load_state_dict(state["method_state"][kind]["net"])
+        nets[kind].train(True)
+    results = []
+    for i, (x, y) in enumerate(data.val):
+        if i == args.batches:
+            break
+        results.append(subbatch_cosines(nets["parent"], nets["child"], x, y, cfg.lam,
+                                        _fractions(args)))
+    print_subbatch_table(results, cfg.lam, f"{args.from_run} after {state['epochs_done']} "
+                         f"epochs, search-val batches of {cfg.data.batch_size}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--C", type=int, default=8)
@@ -153,6 +250,12 @@ def main(argv=None):
     p.add_argument("--small-layers", type=int, default=3)
     p.add_argument("--small-batch", type=int, default=8)
     p.add_argument("--only", default="", help="comma-separated step names to time (default all)")
+    p.add_argument("--from-run", metavar="DIR",
+                   help="sub-batch table only: the trained supernets of a search run's checkpoint "
+                        "(DIR/ckpt/last.pt) on --batches of its search-val batches")
+    p.add_argument("--batches", type=int, default=4)
+    p.add_argument("--fractions", default="0.5,0.25,0.125",
+                   help="curvature sub-batch fractions to compare with the whole batch ('' skips)")
     args = p.parse_args(argv)
     from dcpnas.utils.allocator import tune_cpu_allocator
     tune_cpu_allocator()                     # as the dcpnas command runs (utils/allocator.py)
@@ -160,6 +263,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
+    if args.from_run:
+        return subbatch_from_run(args, device)
     parent, child = build(args.C, args.layers, args.classes, device, torch.float32)
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
@@ -189,6 +294,10 @@ def main(argv=None):
                 ok = t / times[ref] <= limit
                 target = f"≤ {limit}× {ref}: {'met' if ok else 'missed'}"
         print(f"| {name} | {t * 1e3:.1f} | {stats[name][1] * 1e3:.1f} | {r1} | {r2} | {target} |")
+
+    if args.fractions:
+        print_subbatch_table([subbatch_cosines(parent, child, x, y, args.lam, _fractions(args))],
+                             args.lam, "float32, the timed pair at initialisation")
 
     print(f"\nCurvature products vs exact (float64, C={args.small_C}, layers={args.small_layers}, "
           f"batch={args.small_batch}, v = ∂D/∂g_C with D = F-norm):\n")

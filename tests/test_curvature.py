@@ -17,7 +17,8 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
 from dcpnas.search.curvature import (CURVATURES, GGN, ChildGraph, Exact, Fisher,
-                                    curvature_from_config, make_curvature)
+                                    curvature_from_config, fresh_ggn_product, make_curvature,
+                                    subbatch_size)
 from dcpnas.search import (child_arch_gradient, child_objective_per_sample,
                            consistent_derivatives, discrepancy,
                            discrepancy_direction, exact_hvp, frozen_bn_statistics, ggn_product,
@@ -285,6 +286,55 @@ def test_reverse_mode_ggn_equals_explicit_jacobian_product_on_child(nets, batch,
     assert _rel(reverse.grad, forward.grad) < 1e-10 and reverse.rho > 0
 
 
+def test_fresh_ggn_product_equals_explicit_jacobian_product(nets, batch):
+    """One forward carrying both dual tangents and the reverse graph gives the explicit-Jacobian
+    Jᵀ H_z J v of its own input, and leaves the BN running statistics alone."""
+    _, child = nets
+    x, _ = batch
+    x = x[:3]
+    torch.manual_seed(7)
+    v = [torch.randn_like(a) for a in child.arch_parameters()]
+    for T, w in [(1.0, 0.0), (2.0, 0.5)]:
+        [expected] = _explicit_ggn_products(child, x, v, [(T, w)])
+        buffers = [b.clone() for b in child.buffers()]
+        got = fresh_ggn_product(child, x, child.arch_parameters(), v, temperature=T,
+                                label_ce_weight=w)
+        assert _rel(got, expected) < 1e-10
+        assert all(g.grad_fn is None for g in got)
+        assert all(torch.equal(a, b) for a, b in zip(buffers, child.buffers()))
+
+
+def test_subbatch_size():
+    assert [subbatch_size(32, f) for f in (1.0, 0.5, 0.25, 0.125, 0.01)] == [32, 16, 8, 4, 2]
+    assert subbatch_size(64, 0.25) == 16 and subbatch_size(10, 0.25) == 3  # ⌈2.5⌉
+    assert subbatch_size(1, 0.5) == 1  # never more than the batch
+
+
+def test_ggn_curvature_subbatch_is_the_product_on_the_first_images(nets, batch):
+    """curvature_fraction f: g_C from the whole α̂-batch, the GGN product on its first ⌈f·B⌉
+    images (the explicit-Jacobian product there), and the step −g_C + λ·that product."""
+    parent, child = nets
+    x, y = batch  # B = 8
+    alphas = child.arch_parameters()
+    with torch.no_grad():
+        targets = parent(x)
+    torch.manual_seed(8)
+    tangent = [torch.randn_like(a) for a in alphas]
+    lam = 0.3
+    full = child_arch_gradient(child, x, targets, tangent, lam=lam, curvature=GGN())
+    sub = child_arch_gradient(child, x, targets, tangent, lam=lam, curvature=GGN(fraction=0.25))
+    assert _rel(sub.g_C, full.g_C) < 1e-12  # the gradient still sees all 8 images
+    v = discrepancy_direction(full.g_C, tangent, "fro")
+    [expected] = _explicit_ggn_products(child, x[:2], v, [(1.0, 0.0)])
+    assert _rel(sub.curvature_term, expected) < 1e-10
+    assert _rel(sub.grad, [-_flat(full.g_C) + lam * expected[0]]) < 1e-10
+    assert _rel(sub.curvature_term, full.curvature_term) > 1e-3  # a different (estimated) product
+    with pytest.raises(ValueError, match="jvp='forward'"):
+        GGN(fraction=0.5, jvp="reverse")
+    with pytest.raises(ValueError, match="fraction"):
+        GGN(fraction=0.0)
+
+
 def test_ggn_equals_explicit_jacobian_product_on_smooth_model():
     torch.manual_seed(5)
     net = TinyMixture().to(DT)
@@ -411,6 +461,16 @@ def test_curvature_strategies_from_names_and_config():
     assert make_curvature(g) is g
     from dcpnas.search.config import ObjectiveConfig
     assert isinstance(curvature_from_config(ObjectiveConfig()), GGN)  # the default (Decision C)
+    sub = curvature_from_config(ObjectiveConfig(curvature_fraction=0.25))
+    assert sub.fraction == 0.25 and not sub.retain_graph  # g_C's graph is not kept for it
+    from dcpnas.config import from_dict
+    from dcpnas.errors import ConfigError
+    from dcpnas.search.config import SearchConfig
+    for bad, msg in [({"curvature_fraction": 0.0}, r"^objective: curvature_fraction must be in \(0, 1\]"),
+                     ({"curvature_fraction": 0.5, "curvature": "exact"}, "a ggn option"),
+                     ({"curvature_fraction": 0.5, "ggn_jvp": "reverse"}, "set ggn_jvp=forward")]:
+        with pytest.raises(ConfigError, match=msg):
+            from_dict(SearchConfig, {"objective": bad})
 
 
 def test_frozen_bn_statistics_restores_flags_and_keeps_buffers():

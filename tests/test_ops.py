@@ -56,3 +56,29 @@ def test_prelu_double_backward_by_finite_differences(channels):
     x = (x + x.sign() * 0.1).requires_grad_(True)        # |x| ≥ 0.1: finite steps never cross 0
     w = torch.empty(channels, dtype=torch.float64).uniform_(-0.5, 0.5, generator=g).requires_grad_(True)
     assert torch.autograd.gradgradcheck(_PReLUFunction.apply, (x, w))
+
+
+@pytest.mark.parametrize("channels", [1, 5])
+def test_prelu_jvp_is_the_explicit_directional_derivative(channels):
+    """Forward-mode AD through the Child's PReLU (fwAD dual tensors and torch.func.jvp), tangents
+    on x and on the slope: ẋ·(1 if x > 0 else a) + ȧ·min(x, 0), slope a at the kink x = 0."""
+    import torch.autograd.forward_ad as fwAD
+
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 5, 4, 4, generator=g, dtype=torch.float64)
+    x[:, :, ::2, ::3] = 0.0
+    w = torch.empty(channels, dtype=torch.float64).uniform_(-0.5, 0.5, generator=g)
+    x_t, w_t = torch.randn(x.shape, generator=g, dtype=torch.float64), torch.randn_like(w)
+    a, a_t = (t.view(1, -1, 1, 1) if channels > 1 else t for t in (w, w_t))
+    expected = torch.where(x > 0, x_t, a * x_t) + a_t * torch.minimum(x, torch.zeros_like(x))
+    act = PReLU(channels).double()
+    with torch.no_grad():
+        act.weight.copy_(w)
+    with fwAD.dual_level():  # the module sees a dual input (tangent on x only)
+        only_x = fwAD.unpack_dual(act(fwAD.make_dual(x, x_t))).tangent
+        both = fwAD.unpack_dual(_PReLUFunction.apply(fwAD.make_dual(x, x_t),
+                                                     fwAD.make_dual(w, w_t))).tangent
+    torch.testing.assert_close(only_x, torch.where(x > 0, x_t, a * x_t), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(both, expected, rtol=1e-12, atol=1e-12)
+    _, func_t = torch.func.jvp(_PReLUFunction.apply, (x, w), (x_t, w_t))
+    torch.testing.assert_close(func_t, expected, rtol=1e-12, atol=1e-12)

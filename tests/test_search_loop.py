@@ -232,6 +232,19 @@ def test_step_alternation_and_epoch_mean_tangent(tmp_path, small):
     assert st["tangent"]["count"] == 2  # the round's two Parent α-steps were averaged
 
 
+def test_curvature_subbatch_search_runs_and_moves_the_step(tmp_path, small):
+    """curvature_fraction end to end: the Child's α̂-steps log a non-zero ρ from the sub-batch
+    product, and the step differs from the whole-batch search's from the first α̂-step on."""
+    over = small("schedule.steps_per_epoch=1", "objective.ggn_jvp=forward")
+    full = search(preset="quick", overrides=over, out=tmp_path / "full", quiet=True)
+    sub = search(preset="quick", overrides=over + ["objective.curvature_fraction=0.5"],
+                 out=tmp_path / "sub", quiet=True)
+    f, s = full.history[1], sub.history[1]
+    assert s["rho"] > 0 and f["rho"] > 0 and s["G_val"] == pytest.approx(f["G_val"], rel=1e-6)
+    assert s["alphas"] != f["alphas"]
+    assert sub.config.objective.curvature_fraction == 0.5
+
+
 def test_resume_after_stop_equals_uninterrupted(tmp_path, small):
     over = small("schedule.rounds=2", "schedule.steps_per_epoch=1")
     full = search(preset="quick", overrides=over, out=tmp_path / "full", quiet=True)

@@ -37,6 +37,17 @@ def test_pc_darts_set_resolves_at_the_quick_preset():
         assert cfg.supernet.edge_normalization == (e.label == "pc2-en")
 
 
+def test_curvature_subbatch_set_resolves_at_the_quick_preset():
+    from dcpnas.search import resolve_search_config
+
+    entries = get_study_set("curvature-subbatch").entries
+    assert [e.label for e in entries] == ["dcpnas", "cf4"]
+    cfgs = [resolve_search_config(preset="quick", method=e.method, overrides=list(e.overrides))
+            for e in entries]  # quick sets ggn_jvp=reverse; the sub-batch entry needs forward
+    assert [c.objective.curvature_fraction for c in cfgs] == [1.0, 0.25]
+    assert cfgs[1].objective.ggn_jvp == "forward"
+
+
 def test_plan_adds_the_null_perturbation_seed_major(tmp_path):
     trials = plan_trials(StudyConfig("table-4.4", seeds=2), tmp_path)
     assert [(t.entry.label, t.seed) for t in trials[:4]] == [

@@ -197,6 +197,11 @@ class ObjectiveConfig:
     # kept; measured on CPU, 1 thread: round 1.33× CP-NAS against 1.43× at the quick/fashion-mnist
     # supernet, 1.60× against 1.62× and twice the peak memory at C 8, 5 cells, 32×32).
     ggn_jvp: Literal["forward", "reverse"] = "forward"
+    # The GGN product on the first ⌈f·B⌉ images of the α̂-batch (at least 2; g_C still uses all
+    # B): Hessian-free optimisation's curvature mini-batch (Martens 2010), an estimate of the
+    # batch's product at about f of its cost, with its own forward (BN statistics of the sub-batch).
+    # 1: the whole batch (docs/METHOD.md, Decision C).
+    curvature_fraction: float = 1.0
     fisher_microbatches: int = 1
     fisher_sign: Literal[-1.0, 1.0] = -1.0
     temperature: float = 1.0
@@ -217,6 +222,13 @@ class ObjectiveConfig:
         _positive("lam", self.lam, allow_zero=True)
         _positive("mu", self.mu, allow_zero=True)
         _positive("fisher_microbatches", self.fisher_microbatches)
+        if not 0.0 < self.curvature_fraction <= 1.0:
+            raise ConfigError(f"curvature_fraction must be in (0, 1], got {self.curvature_fraction}")
+        if self.curvature_fraction < 1.0 and self.curvature != "ggn":
+            raise ConfigError(f"curvature_fraction < 1 is a ggn option (curvature is {self.curvature!r})")
+        if self.curvature_fraction < 1.0 and self.ggn_jvp != "forward":
+            raise ConfigError("curvature_fraction < 1 forms J·v by forward mode in its own forward: "
+                              "set ggn_jvp=forward")
         _positive("temperature", self.temperature)
         _positive("label_ce_weight", self.label_ce_weight, allow_zero=True)
         _positive("reconstruction_cap", self.reconstruction_cap, allow_zero=True)

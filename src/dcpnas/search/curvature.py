@@ -10,7 +10,9 @@ Three ways to form it:
   Hessian of G w.r.t. the logits (negative semi-definite, so the sign matches H_G). J v by
   forward-mode AD (dual tensors), Jᵀu by one VJP through the graph of the main Child
   forward: one extra forward, no second-order backward. Equal to ``exact`` where the Child's
-  softmax equals the Parent's (the residual term (p − p̂)·∂²z vanishes there).
+  softmax equals the Parent's (the residual term (p − p̂)·∂²z vanishes there). With a curvature
+  fraction f < 1 the product is taken on the first ⌈f·B⌉ images of the α̂-batch in one forward
+  of its own carrying both J v and the graph for Jᵀu (Hessian-free's curvature mini-batch).
 * ``fisher`` — the book's fast path (Eqs. 4.36–4.41): s·(1/K) Σ_k ⟨g_k, v⟩ g_k with s = −1 by
   default (G is a log-likelihood to maximise, so H_G ≈ −F). K = 1 uses g_1 = g_C: O(d) work and no
   extra pass at all. K > 1 uses the gradients of the K micro-batch means of G, taken through the
@@ -22,6 +24,7 @@ All products are returned detached, as lists shaped like α.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
@@ -153,7 +156,7 @@ def ggn_product(child: nn.Module, x: torch.Tensor, alphas: TensorList, v: Tensor
 
     child_logits: the Child's logits on ``x`` still attached to the graph of ``alphas`` (from the
       forward that gave g_C, kept with ``retain_graph=True``); Jᵀu is one VJP through it. Without
-      them a fresh forward (BN statistics untouched) provides the graph.
+      them ``fresh_ggn_product`` runs one forward of its own (BN statistics untouched).
     g_C, logit_grad: when g_C was taken as Jᵀu with ``u = logit_grad`` a leaf and
       ``create_graph=True`` (``GGN(jvp="reverse")``), J v is the derivative of ⟨g_C, v⟩ w.r.t. u:
       a double VJP through the backward graph the step already holds (the R-op), instead of a
@@ -161,7 +164,10 @@ def ggn_product(child: nn.Module, x: torch.Tensor, alphas: TensorList, v: Tensor
     Otherwise the forward-mode pass must see the same function as that graph: same ``x``, same
     weights, same BN mode; the logits it returns are the ones H_z is evaluated at.
     """
-    if logit_grad is not None and g_C is not None and child_logits is not None:
+    if child_logits is None or not child_logits.requires_grad:
+        return fresh_ggn_product(child, x, alphas, v, temperature=temperature,
+                                 label_ce_weight=label_ce_weight)
+    if logit_grad is not None and g_C is not None:
         jv, = torch.autograd.grad(list(g_C), logit_grad, grad_outputs=[t.detach().to(g) for t, g
                                                                       in zip(v, g_C)],
                                   retain_graph=True)
@@ -170,12 +176,38 @@ def ggn_product(child: nn.Module, x: torch.Tensor, alphas: TensorList, v: Tensor
         logits, jv = jacobian_vector_product(child, x, alphas, v)
     u = logit_hessian_product(logits, jv, temperature=temperature,
                               label_ce_weight=label_ce_weight)
-    if child_logits is None or not child_logits.requires_grad:
-        with torch.enable_grad(), frozen_bn_statistics(_unwrap(child)):
-            child_logits = _unwrap(child)(x, alphas=list(alphas))
-        retain_graph = False
     jtu = torch.autograd.grad(child_logits, list(alphas), grad_outputs=u.to(child_logits.dtype),
                               retain_graph=retain_graph, allow_unused=True)
+    return [torch.zeros_like(a) if g is None else g.detach() for g, a in zip(jtu, alphas)]
+
+
+def subbatch_size(batch: int, fraction: float) -> int:
+    """⌈fraction·batch⌉ images, at least 2 (a training-mode BN needs two) and at most ``batch``."""
+    return min(batch, max(2, math.ceil(fraction * batch - 1e-9)))
+
+
+def fresh_ggn_product(child: nn.Module, x: torch.Tensor, alphas: TensorList, v: TensorList, *,
+                      temperature: float = 1.0, label_ce_weight: float = 0.0
+                      ) -> list[torch.Tensor]:
+    """Jᵀ H_z J v on ``x`` from one forward of its own that yields both J v and Jᵀu.
+
+    The forward runs on dual tensors (α̂, v) with the reverse graph recorded, so its tangent is
+    J v and its primal the logits whose VJP gives Jᵀu: one forward-mode pass and one backward,
+    where ``ggn_product`` without attached logits runs a forward-mode pass and a second forward.
+    BN statistics are those of ``x`` and are left untouched (the curvature sub-batch, Decision C).
+    """
+    net = _unwrap(child)
+    with torch.enable_grad(), frozen_bn_statistics(net), fwAD.dual_level():
+        duals = [fwAD.make_dual(a, t.detach().to(a.dtype)) for a, t in zip(alphas, v)]
+        logits, jv = fwAD.unpack_dual(net(x, alphas=duals))
+    if jv is None:
+        jv = torch.zeros_like(logits)
+    u = logit_hessian_product(logits, jv.detach(), temperature=temperature,
+                              label_ce_weight=label_ce_weight)
+    if not logits.requires_grad:  # the logits do not depend on α̂
+        return [torch.zeros_like(a) for a in alphas]
+    jtu = torch.autograd.grad(logits, list(alphas), grad_outputs=u.to(logits.dtype),
+                              allow_unused=True)
     return [torch.zeros_like(a) if g is None else g.detach() for g, a in zip(jtu, alphas)]
 
 
@@ -292,19 +324,31 @@ class GGN(Curvature):
     ⟨Jᵀu, v⟩ w.r.t. u on the graph of the g_C backward (docs/METHOD.md, Decision C), equal to
     1e-10 in float64 (tests/test_curvature.py); on CPU an α̂-step costs 2.3× a first-order one
     against 3.0× (the quick supernet), but the kept graph doubles peak memory at C 8, 5 cells.
+    fraction < 1: the product on the first ``subbatch_size(B, fraction)`` images of the α̂-batch,
+    from one forward of its own (``fresh_ggn_product``); g_C's graph is then not kept.
     """
 
     retain_graph = True
 
     def __init__(self, temperature: float = 1.0, label_ce_weight: float = 0.0,
-                 jvp: str = "forward"):
+                 jvp: str = "forward", fraction: float = 1.0):
         if jvp not in GGN_JVP:
             raise ValueError(f"ggn jvp must be one of {', '.join(GGN_JVP)}, got {jvp!r}")
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"ggn curvature fraction must be in (0, 1], got {fraction}")
+        if fraction < 1.0 and jvp != "forward":
+            raise ValueError("a ggn curvature sub-batch (fraction < 1) needs jvp='forward'")
         self.temperature, self.label_ce_weight = float(temperature), float(label_ce_weight)
-        self.jvp = jvp
+        self.jvp, self.fraction = jvp, float(fraction)
         self.logit_graph = self.consistent = jvp == "reverse"
+        self.retain_graph = self.fraction == 1.0
 
     def product(self, graph, v):
+        if self.fraction < 1.0:
+            m = subbatch_size(graph.x.shape[0], self.fraction)
+            return fresh_ggn_product(graph.child, graph.x[:m], graph.alphas, v,
+                                     temperature=self.temperature,
+                                     label_ce_weight=self.label_ce_weight)
         return ggn_product(graph.child, graph.x, graph.alphas, v, child_logits=graph.child_logits,
                            temperature=self.temperature, label_ce_weight=self.label_ce_weight,
                            retain_graph=graph.retain, g_C=graph.g_C, logit_grad=graph.logit_grad)
@@ -341,13 +385,14 @@ def _check_mode(mode: str) -> None:
 
 def make_curvature(mode: str | Curvature, *, temperature: float = 1.0,
                    label_ce_weight: float = 0.0, fisher_microbatches: int = 1,
-                   fisher_sign: float = -1.0, ggn_jvp: str = "forward") -> Curvature:
+                   fisher_sign: float = -1.0, ggn_jvp: str = "forward",
+                   curvature_fraction: float = 1.0) -> Curvature:
     """The strategy for ``mode`` with the options it uses (a ``Curvature`` passes through)."""
     if isinstance(mode, Curvature):
         return mode
     _check_mode(mode)
     if mode == "ggn":
-        return GGN(temperature, label_ce_weight, jvp=ggn_jvp)
+        return GGN(temperature, label_ce_weight, jvp=ggn_jvp, fraction=curvature_fraction)
     if mode == "fisher":
         return Fisher(fisher_microbatches, fisher_sign)
     return CURVATURES[mode]()
@@ -358,7 +403,7 @@ def curvature_from_config(oc) -> Curvature:
     return make_curvature(oc.curvature, temperature=oc.temperature,
                           label_ce_weight=oc.label_ce_weight,
                           fisher_microbatches=oc.fisher_microbatches, fisher_sign=oc.fisher_sign,
-                          ggn_jvp=oc.ggn_jvp)
+                          ggn_jvp=oc.ggn_jvp, curvature_fraction=oc.curvature_fraction)
 
 
 def curvature_product(mode: str | Curvature, graph: ChildGraph, v: TensorList,

@@ -25,36 +25,66 @@ def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1, *, binary:
     return Conv2d(C_in, C_out, kernel, stride, padding, dilation, groups, bias=False)
 
 
+def _prelu_slope(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """∂prelu/∂x with slope a at x ≤ 0 (zeros of either sign included) and 1 above, in float ops.
+
+    With s = copysign(1, 0 − x) (+1 for x ≤ 0, −1 for x > 0): (1 + a)/2 + (a − 1)/2·s. No bool
+    tensor: comparisons, ``where`` and bool-float products cost several times a float kernel on
+    CPU (``binary.hard_sign``).
+    """
+    a = weight.to(x.dtype)
+    if a.numel() > 1:
+        a = a.view(1, -1, *([1] * (x.dim() - 2)))
+    s = torch.copysign(x.new_ones(()), 0.0 - x)
+    return torch.addcmul((1 + a) * 0.5, (a - 1) * 0.5, s)
+
+
+def _prelu_weight_dims(x: torch.Tensor, weight: torch.Tensor) -> list[int]:
+    return [d for d in range(x.dim()) if not (weight.numel() > 1 and d == 1)]
+
+
 class _PReLUFunction(torch.autograd.Function):
-    """Native prelu forward, backward in float elementwise ops and one per-channel sum.
+    """Native prelu forward; backward and forward-mode jvp in float elementwise ops.
 
     On CPU torch's ``_prelu_kernel_backward`` was the largest single cost of a 1-bit training
     step (17 % under ``torch.profiler``, 6.8 ms a call against 1.0 ms for the forward, DDPNAS_MCN_2
-    at C 8, batch 256). Here the slope-a side 1[x ≤ 0] is never a bool tensor (comparisons and
-    bool-float products are several times slower than float kernels on CPU, see
-    ``binary.hard_sign``): with s = copysign(1, 0 − x) (+1 for x ≤ 0, signed zeros included,
-    −1 for x > 0), ∂/∂x = (1 + a)/2 + (a − 1)/2·s and ∂/∂a = Σ grad·min(x, 0).
-    Same convention as the native backward (slope a at x = 0), written in differentiable ops so
-    that a double backward through it keeps that convention too (clamp passes the gradient at
-    x = 0; copysign's derivative in its sign argument is 0).
+    at C 8, batch 256); under forward-mode AD the ``where(x > 0, x, a·x)`` form this replaces
+    was 23 % of the GGN's J·v pass (1430 ``where`` calls, C 8, 5-cell Child). ∂/∂x is
+    ``_prelu_slope`` and ∂/∂a = Σ grad·min(x, 0). Same convention as the native backward (slope
+    a at x = 0) in the backward, the jvp and the double backward (written in differentiable ops:
+    clamp passes the gradient at x = 0; copysign's derivative in its sign argument is 0).
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, weight):
-        ctx.save_for_backward(x, weight)
+    def forward(x, weight):
         return torch.prelu(x, weight.to(x.dtype))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        a = weight.to(x.dtype)
-        if a.numel() > 1:
-            a = a.view(1, -1, *([1] * (x.dim() - 2)))
-        s = torch.copysign(x.new_ones(()), 0.0 - x)    # +1 on the slope-a side (x ≤ 0), −1 else
-        grad_x = grad * torch.addcmul((1 + a) * 0.5, (a - 1) * 0.5, s)
-        dims = [d for d in range(x.dim()) if not (weight.numel() > 1 and d == 1)]
-        grad_w = (grad * x.clamp(max=0)).sum(dim=dims).reshape(weight.shape).to(weight.dtype)
-        return grad_x, grad_w
+        grad_x = grad * _prelu_slope(x, weight)
+        grad_w = (grad * x.clamp(max=0)).sum(dim=_prelu_weight_dims(x, weight))
+        return grad_x, grad_w.reshape(weight.shape).to(weight.dtype)
+
+    @staticmethod
+    def jvp(ctx, x_t, weight_t):
+        x, weight = ctx.saved_tensors
+        out = x_t * _prelu_slope(x, weight) if x_t is not None else None
+        if weight_t is not None:
+            a_t = weight_t.to(x.dtype)
+            if a_t.numel() > 1:
+                a_t = a_t.view(1, -1, *([1] * (x.dim() - 2)))
+            term = a_t * x.clamp(max=0)
+            out = term if out is None else out + term
+        return out
 
 
 class PReLU(nn.PReLU):
@@ -65,11 +95,11 @@ class PReLU(nn.PReLU):
     forward-mode AD and in the double backward (w.r.t. the incoming gradient). Binary activations
     make exact zeros common (BN over a few discrete values), so curvature products that mix these
     (the GGN's forward-mode Jv with a reverse-mode Jᵀu, or the exact double-backward HVP) would
-    not be derivatives of the same function. Under forward-mode AD (a dual input,
-    ``torch.autograd.forward_ad``) ``where(x > 0, x, a·x)`` runs, which has the backward's
-    convention; with a graph, ``_PReLUFunction`` (native forward, a backward whose own derivative
-    keeps slope a) runs on CPU always and elsewhere while ``consistent_derivatives`` is set (the
-    exact curvature path and the reverse-mode GGN set it); otherwise the native op. Checked
+    not be derivatives of the same function. ``_PReLUFunction`` (native forward; backward, jvp
+    and double backward all with slope a at 0) runs under forward-mode AD (a dual input,
+    ``torch.autograd.forward_ad``), and with a graph on CPU always and elsewhere while
+    ``consistent_derivatives`` is set (the exact curvature path and the reverse-mode GGN set it);
+    otherwise the native op. Checked
     against the native op in tests/test_ops.py. Values, parameters and
     state-dict keys are those of ``nn.PReLU``.
     """
@@ -77,14 +107,10 @@ class PReLU(nn.PReLU):
     consistent_derivatives: bool = False
 
     def forward(self, x):
-        if fwAD.unpack_dual(x).tangent is None:
-            if torch.is_grad_enabled() and (self.consistent_derivatives or x.device.type == "cpu"):
-                return _PReLUFunction.apply(x, self.weight)
-            return super().forward(x)              # no graph, or native is wanted: same values
-        slope = self.weight
-        if slope.numel() > 1:
-            slope = slope.view(1, -1, *([1] * (x.dim() - 2)))
-        return torch.where(x > 0, x, slope * x)
+        if fwAD.unpack_dual(x).tangent is not None or (
+                torch.is_grad_enabled() and (self.consistent_derivatives or x.device.type == "cpu")):
+            return _PReLUFunction.apply(x, self.weight)
+        return super().forward(x)                  # no graph, or native is wanted: same values
 
 
 class Zero(nn.Module):
