@@ -4,7 +4,7 @@
 On one Parent/Child supernet pair and one batch, times (median of --repeats after --warmup,
 the steps interleaved round-robin so machine load affects them alike):
 
-  child forward (part), child J·v, forward mode (part)
+  child forward (part), child J·v forward-mode (part)
                  a no-grad Child forward and the ggn product's forward-mode J·v pass (yardsticks)
   darts-1st      Parent forward + backward of CE w.r.t. α (a plain first-order DARTS α-step)
   cp-nas         Parent forward (no grad) + Child forward/backward w.r.t. α̂ (λ = 0)
@@ -76,7 +76,7 @@ def step_functions(parent, child, x, y, lam):
 
     return {
         "child forward (part)": child_forward,
-        "child J·v, forward mode (part)": child_jvp,
+        "child J·v forward-mode (part)": child_jvp,
         "darts-1st": darts_first_order,
         "cp-nas": cp_nas,
         "dcp-nas fisher K=1": dcp_nas(curvature="fisher"),

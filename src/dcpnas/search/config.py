@@ -194,8 +194,8 @@ class ObjectiveConfig:
     curvature: CurvatureMode = "ggn"
     # How the GGN forms J v (same numbers): forward (forward-mode AD, one more Child forward) |
     # reverse (a double VJP on the graph of the g_C backward: no second forward, but that graph is
-    # kept; measured on CPU, 1 thread: round 1.33× CP-NAS against 1.43× at the quick/fashion-mnist
-    # supernet, 1.60× against 1.62× and twice the peak memory at C 8, 5 cells, 32×32).
+    # kept; measured on CPU, 1 thread, session 10: round 1.45× CP-NAS against 1.51× at the
+    # quick/fashion-mnist supernet, 1.99× against 1.49× and twice the peak memory at C 8, 5 cells).
     ggn_jvp: Literal["forward", "reverse"] = "forward"
     # The GGN product on the first ⌈f·B⌉ images of the α̂-batch (at least 2; g_C still uses all
     # B): Hessian-free optimisation's curvature mini-batch (Martens 2010), an estimate of the

@@ -134,8 +134,9 @@ def jacobian_vector_product(child: nn.Module, x: torch.Tensor, alphas: TensorLis
 
     Dual tensors (``torch.autograd.forward_ad``) carry v through ``child(x, alphas=...)``. This is
     the same forward-mode AD as ``torch.func.jvp`` and gives the same results; on CPU it measured
-    about 2.7× a plain forward against 4.4× for ``torch.func.jvp`` (C=8, 5-cell Child), as it
-    skips functorch's per-op wrapping.
+    about 3× a plain no-grad forward (2.10 s against 0.70 s, C 8, 5-cell Child, batch 32, 1 thread,
+    session 10, with the PReLU jvp of ``space.ops``; 4.9× before it), and earlier 2.7× against 4.4×
+    for ``torch.func.jvp``, which wraps every op.
     """
     net = _unwrap(child)
     # no_grad: forward-mode AD is unaffected, and no reverse graph is recorded over the weights.
