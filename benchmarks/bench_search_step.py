@@ -168,8 +168,9 @@ def subbatch_cosines(parent, child, x, y, lam, fractions):
     v = discrepancy_direction(list(g_C), tangent, "fro", scale="tangent")
     full = GGN().product(ChildGraph(child, x, alphas, logits, per_sample, g_C), v)
     flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])  # noqa: E731
-    full_step = flat([-g + lam * h for g, h in zip(g_C, full)])
-    rho = (lam * flat(full).norm() / flat(g_C).norm()).item()
+    full, neg_g = flat(full), -flat(g_C)
+    full_step = neg_g + lam * full
+    rho = (lam * full.norm() / neg_g.norm()).item()
     rows = {}
     B = x.shape[0]
     for f in fractions:
@@ -177,10 +178,9 @@ def subbatch_cosines(parent, child, x, y, lam, fractions):
         cos_p, cos_s, ratio = [], [], []
         for start in range(0, B - m + 1, m):
             sub = flat(fresh_ggn_product(child, x[start:start + m], alphas, v))
-            step = flat([-g for g in g_C]) + lam * sub
-            cos_p.append(F.cosine_similarity(sub, flat(full), dim=0).item())
-            cos_s.append(F.cosine_similarity(step, full_step, dim=0).item())
-            ratio.append((sub.norm() / flat(full).norm()).item())
+            cos_p.append(F.cosine_similarity(sub, full, dim=0).item())
+            cos_s.append(F.cosine_similarity(neg_g + lam * sub, full_step, dim=0).item())
+            ratio.append((sub.norm() / full.norm()).item())
         rows[f] = (m, len(cos_p), statistics.mean(cos_p), min(cos_p), statistics.mean(ratio),
                    statistics.mean(cos_s), min(cos_s))
     return rho, rows

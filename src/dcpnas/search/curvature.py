@@ -134,9 +134,9 @@ def jacobian_vector_product(child: nn.Module, x: torch.Tensor, alphas: TensorLis
 
     Dual tensors (``torch.autograd.forward_ad``) carry v through ``child(x, alphas=...)``. This is
     the same forward-mode AD as ``torch.func.jvp`` and gives the same results; on CPU it measured
-    about 3× a plain no-grad forward (2.10 s against 0.70 s, C 8, 5-cell Child, batch 32, 1 thread,
-    session 10, with the PReLU jvp of ``space.ops``; 4.9× before it), and earlier 2.7× against 4.4×
-    for ``torch.func.jvp``, which wraps every op.
+    2.6× a plain no-grad forward (C 8, 5-cell Child, batch 32, 1 thread, channels-last, with the
+    PReLU jvp of ``space.ops``; 4.6× before it: ``benchmarks/bench_ggn_parts.py``), and earlier
+    2.7× against 4.4× for ``torch.func.jvp``, which wraps every op.
     """
     net = _unwrap(child)
     # no_grad: forward-mode AD is unaffected, and no reverse graph is recorded over the weights.
@@ -201,12 +201,10 @@ def fresh_ggn_product(child: nn.Module, x: torch.Tensor, alphas: TensorList, v: 
     with torch.enable_grad(), frozen_bn_statistics(net), fwAD.dual_level():
         duals = [fwAD.make_dual(a, t.detach().to(a.dtype)) for a, t in zip(alphas, v)]
         logits, jv = fwAD.unpack_dual(net(x, alphas=duals))
-    if jv is None:
-        jv = torch.zeros_like(logits)
+    if jv is None or not logits.requires_grad:  # the logits do not depend on α̂
+        return [torch.zeros_like(a) for a in alphas]
     u = logit_hessian_product(logits, jv.detach(), temperature=temperature,
                               label_ce_weight=label_ce_weight)
-    if not logits.requires_grad:  # the logits do not depend on α̂
-        return [torch.zeros_like(a) for a in alphas]
     jtu = torch.autograd.grad(logits, list(alphas), grad_outputs=u.to(logits.dtype),
                               allow_unused=True)
     return [torch.zeros_like(a) if g is None else g.detach() for g, a in zip(jtu, alphas)]

@@ -32,11 +32,15 @@ def _prelu_slope(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     tensor: comparisons, ``where`` and bool-float products cost several times a float kernel on
     CPU (``binary.hard_sign``).
     """
-    a = weight.to(x.dtype)
-    if a.numel() > 1:
-        a = a.view(1, -1, *([1] * (x.dim() - 2)))
+    a = _per_channel(weight, x)
     s = torch.copysign(x.new_ones(()), 0.0 - x)
     return torch.addcmul((1 + a) * 0.5, (a - 1) * 0.5, s)
+
+
+def _per_channel(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A PReLU slope (or its tangent) in x's dtype, shaped to broadcast over x's channel dim."""
+    t = t.to(x.dtype)
+    return t.view(1, -1, *([1] * (x.dim() - 2))) if t.numel() > 1 else t
 
 
 def _prelu_weight_dims(x: torch.Tensor, weight: torch.Tensor) -> list[int]:
@@ -79,10 +83,7 @@ class _PReLUFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         out = x_t * _prelu_slope(x, weight) if x_t is not None else None
         if weight_t is not None:
-            a_t = weight_t.to(x.dtype)
-            if a_t.numel() > 1:
-                a_t = a_t.view(1, -1, *([1] * (x.dim() - 2)))
-            term = a_t * x.clamp(max=0)
+            term = _per_channel(weight_t, x) * x.clamp(max=0)
             out = term if out is None else out + term
         return out
 
