@@ -121,14 +121,17 @@ def main(argv=None):
               f"{t['fast path'][0] * 1e3:.2f} | {t['native'][0] / t['fast path'][0]:.2f} |")
     pair_table("hard_sign input (forward)", sign_steps, ("where", "where(x >= 0, 1, −1)"),
                ("copysign", "copysign(1, x + 0)"), args)
-    pair_table("PReLU input", prelu_steps, ("native", "nn.PReLU"), ("ours", "space.ops.PReLU"), args)
+    # + the search size (a 5-cell C 8 supernet's stage-1 tensors at batch 32, 32×32 input)
+    pair_table("PReLU input", prelu_steps, ("native", "nn.PReLU"), ("ours", "space.ops.PReLU"), args,
+               shapes=[(32, 8, 32, 32)])
 
 
-def pair_table(title, make_steps, base, ours, args):
-    """One table of two implementations over the batch-256 BN shapes: ms each and base ÷ ours."""
+def pair_table(title, make_steps, base, ours, args, shapes=()):
+    """One table of two implementations over the batch-256 BN shapes (and ``shapes``): ms each
+    and base ÷ ours."""
     print(f"\n| {title} | {base[1]} ms | {ours[1]} ms | ratio |")
     print("|---|---:|---:|---:|")
-    for shape in [s for s in BN_SHAPES if s[0] == 256]:
+    for shape in [s for s in BN_SHAPES if s[0] == 256] + list(shapes):
         t = time_steps(make_steps(shape), torch.device("cpu"), args.warmup, args.repeats)
         print(f"| {'×'.join(map(str, shape))} | {t[base[0]][0] * 1e3:.2f} | {t[ours[0]][0] * 1e3:.2f} | "
               f"{t[base[0]][0] / t[ours[0]][0]:.2f} |")

@@ -43,25 +43,21 @@ from dcpnas.search.methods import MethodContext, build_method  # noqa: E402
 from dcpnas.data import DeviceBatches  # noqa: E402
 from dcpnas.utils.distributed import use_channels_last  # noqa: E402
 
-# Every variant starts from the quick preset, which sets objective.ggn_jvp=reverse: "dcpnas ggn" is
-# that setting; the rows that compare J·v modes name theirs.
+# Every variant starts from the quick preset, whose GGN is the library default: forward-mode J·v
+# on a curvature sub-batch of 1/4 of the α̂-batch (Decision C). The whole-batch rows name their mode.
 VARIANTS = {
     "darts": ("darts", []),
     "cpnas": ("cpnas", []),
     "dcpnas ggn": ("dcpnas", ["objective.curvature=ggn"]),
-    "dcpnas ggn reverse-mode": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=reverse"]),
-    "dcpnas ggn forward-mode": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=forward"]),
-    # the GGN product on a curvature sub-batch of 1/4 or 1/8 of the α̂-batch (Decision C)
-    "dcpnas ggn f=1/4": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=forward",
-                                    "objective.curvature_fraction=0.25"]),
-    "dcpnas ggn f=1/8": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=forward",
-                                    "objective.curvature_fraction=0.125"]),
+    "dcpnas ggn f=1/8": ("dcpnas", ["objective.curvature=ggn", "objective.curvature_fraction=0.125"]),
+    "dcpnas ggn whole batch, forward-mode": ("dcpnas", ["objective.curvature=ggn",
+                                                        "objective.curvature_fraction=1"]),
+    "dcpnas ggn whole batch, reverse-mode": ("dcpnas", ["objective.curvature=ggn",
+                                                        "objective.ggn_jvp=reverse"]),
     # Algorithm 10's literal tangent: the last Parent epoch's mean g_P, no Parent backward per α̂-step
-    "dcpnas ggn epoch-mean tangent": ("dcpnas", ["objective.curvature=ggn", "objective.ggn_jvp=reverse",
-                                                 "objective.tangent=epoch_mean"]),
-    "dcpnas ggn f=1/4 epoch-mean tangent": ("dcpnas", [
-        "objective.curvature=ggn", "objective.ggn_jvp=forward", "objective.curvature_fraction=0.25",
-        "objective.tangent=epoch_mean"]),
+    "dcpnas ggn epoch-mean tangent": ("dcpnas", ["objective.curvature=ggn", "objective.tangent=epoch_mean"]),
+    "dcpnas ggn whole batch, reverse-mode, epoch-mean tangent": ("dcpnas", [
+        "objective.curvature=ggn", "objective.ggn_jvp=reverse", "objective.tangent=epoch_mean"]),
     "dcpnas fisher K=1": ("dcpnas", ["objective.curvature=fisher"]),
     "dcpnas exact": ("dcpnas", ["objective.curvature=exact"]),
     "darts PC K=4": ("darts", ["supernet.partial_channels=4"]),

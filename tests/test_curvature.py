@@ -460,9 +460,15 @@ def test_curvature_strategies_from_names_and_config():
     assert f.microbatches == 4 and f.retain_graph
     assert make_curvature(g) is g
     from dcpnas.search.config import ObjectiveConfig
-    assert isinstance(curvature_from_config(ObjectiveConfig()), GGN)  # the default (Decision C)
-    sub = curvature_from_config(ObjectiveConfig(curvature_fraction=0.25))
-    assert sub.fraction == 0.25 and not sub.retain_graph  # g_C's graph is not kept for it
+    default = curvature_from_config(ObjectiveConfig())  # the default (Decision C): ggn on 1/4
+    assert isinstance(default, GGN) and default.fraction == 0.25 and default.jvp == "forward"
+    assert not default.retain_graph  # g_C's graph is not kept for the sub-batch product
+    for whole in ({"curvature_fraction": 1.0}, {"ggn_jvp": "reverse"}):
+        g = curvature_from_config(ObjectiveConfig(**whole))
+        assert g.fraction == 1.0 and g.retain_graph
+    assert ObjectiveConfig(curvature="exact").fraction == 1.0
+    sub = curvature_from_config(ObjectiveConfig(curvature_fraction=0.125))
+    assert sub.fraction == 0.125
     from dcpnas.config import from_dict
     from dcpnas.errors import ConfigError
     from dcpnas.search.config import SearchConfig

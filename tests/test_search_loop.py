@@ -235,8 +235,9 @@ def test_step_alternation_and_epoch_mean_tangent(tmp_path, small):
 def test_curvature_subbatch_search_runs_and_moves_the_step(tmp_path, small):
     """curvature_fraction end to end: the Child's α̂-steps log a non-zero ρ from the sub-batch
     product, and the step differs from the whole-batch search's from the first α̂-step on."""
-    over = small("schedule.steps_per_epoch=1", "objective.ggn_jvp=forward")
-    full = search(preset="quick", overrides=over, out=tmp_path / "full", quiet=True)
+    over = small("schedule.steps_per_epoch=1")
+    full = search(preset="quick", overrides=over + ["objective.curvature_fraction=1"],
+                  out=tmp_path / "full", quiet=True)
     sub = search(preset="quick", overrides=over + ["objective.curvature_fraction=0.5"],
                  out=tmp_path / "sub", quiet=True)
     f, s = full.history[1], sub.history[1]

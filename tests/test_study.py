@@ -41,11 +41,11 @@ def test_curvature_subbatch_set_resolves_at_the_quick_preset():
     from dcpnas.search import resolve_search_config
 
     entries = get_study_set("curvature-subbatch").entries
-    assert [e.label for e in entries] == ["dcpnas", "cf4"]
+    assert [e.label for e in entries] == ["dcpnas", "cf1"]
     cfgs = [resolve_search_config(preset="quick", method=e.method, overrides=list(e.overrides))
-            for e in entries]  # quick sets ggn_jvp=reverse; the sub-batch entry needs forward
-    assert [c.objective.curvature_fraction for c in cfgs] == [1.0, 0.25]
-    assert cfgs[1].objective.ggn_jvp == "forward"
+            for e in entries]
+    assert [c.objective.fraction for c in cfgs] == [0.25, 1.0]
+    assert [c.objective.ggn_jvp for c in cfgs] == ["forward", "forward"]
 
 
 def test_plan_adds_the_null_perturbation_seed_major(tmp_path):

@@ -174,6 +174,12 @@ class OptimConfig:
         _positive("grad_clip", self.grad_clip, allow_zero=True)
 
 
+#: The GGN's curvature sub-batch when ``objective.curvature_fraction`` is None (Decision C): its
+#: round cost 1.28× a CP-NAS round against 1.49× for the whole batch (C 8, 5 cells, batch 32, CPU),
+#: α̂-step cos 0.995 with the whole-batch step, search outcome within the noise floor (session 10).
+DEFAULT_CURVATURE_FRACTION = 0.25
+
+
 @dataclass
 class ObjectiveConfig:
     """L = −G + λD + μL_R (Eq. 4.32) and how its α̂-gradient is computed (docs/METHOD.md)."""
@@ -194,14 +200,16 @@ class ObjectiveConfig:
     curvature: CurvatureMode = "ggn"
     # How the GGN forms J v (same numbers): forward (forward-mode AD, one more Child forward) |
     # reverse (a double VJP on the graph of the g_C backward: no second forward, but that graph is
-    # kept; measured on CPU, 1 thread, session 10: round 1.45× CP-NAS against 1.51× at the
-    # quick/fashion-mnist supernet, 1.99× against 1.49× and twice the peak memory at C 8, 5 cells).
+    # kept; measured on CPU, 1 thread, session 10, whole batch: round 1.45× CP-NAS against 1.51×
+    # at the quick/fashion-mnist supernet, 1.99× against 1.49× and twice the peak memory at C 8,
+    # 5 cells). Only forward takes the curvature sub-batch below (1.34× and 1.28× there).
     ggn_jvp: Literal["forward", "reverse"] = "forward"
     # The GGN product on the first ⌈f·B⌉ images of the α̂-batch (at least 2; g_C still uses all
     # B): Hessian-free optimisation's curvature mini-batch (Martens 2010), an estimate of the
     # batch's product at about f of its cost, with its own forward (BN statistics of the sub-batch).
-    # 1: the whole batch (docs/METHOD.md, Decision C).
-    curvature_fraction: float = 1.0
+    # 1: the whole batch. None (default): 1/4 where it applies (ggn with forward-mode J·v), the
+    # whole batch otherwise; ``fraction`` is the value in effect (docs/METHOD.md, Decision C).
+    curvature_fraction: Optional[float] = None
     fisher_microbatches: int = 1
     fisher_sign: Literal[-1.0, 1.0] = -1.0
     temperature: float = 1.0
@@ -218,15 +226,24 @@ class ObjectiveConfig:
     # plain sum, where L_R took 63–98 % of the update).
     reconstruction_cap: float = 0.5
 
+    @property
+    def fraction(self) -> float:
+        """The curvature sub-batch fraction in effect (``curvature_fraction``, None resolved)."""
+        if self.curvature_fraction is not None:
+            return self.curvature_fraction
+        subbatch = self.curvature == "ggn" and self.ggn_jvp == "forward"
+        return DEFAULT_CURVATURE_FRACTION if subbatch else 1.0
+
     def validate(self) -> None:
         _positive("lam", self.lam, allow_zero=True)
         _positive("mu", self.mu, allow_zero=True)
         _positive("fisher_microbatches", self.fisher_microbatches)
-        if not 0.0 < self.curvature_fraction <= 1.0:
-            raise ConfigError(f"curvature_fraction must be in (0, 1], got {self.curvature_fraction}")
-        if self.curvature_fraction < 1.0 and self.curvature != "ggn":
+        f = self.curvature_fraction
+        if f is not None and not 0.0 < f <= 1.0:
+            raise ConfigError(f"curvature_fraction must be in (0, 1], got {f}")
+        if f is not None and f < 1.0 and self.curvature != "ggn":
             raise ConfigError(f"curvature_fraction < 1 is a ggn option (curvature is {self.curvature!r})")
-        if self.curvature_fraction < 1.0 and self.ggn_jvp != "forward":
+        if f is not None and f < 1.0 and self.ggn_jvp != "forward":
             raise ConfigError("curvature_fraction < 1 forms J·v by forward mode in its own forward: "
                               "set ggn_jvp=forward")
         _positive("temperature", self.temperature)
@@ -383,7 +400,6 @@ def _quick() -> SearchConfig:
     cfg.random = RandomConfig(samples=4, eval_batches=4)
     cfg.device = "cpu"
     cfg.threads = 1                    # tiny kernels: one thread beats two on a shared 2-core box
-    cfg.objective.ggn_jvp = "reverse"  # 7 % faster rounds at this size; memory is no concern here
     cfg.log_every = 4
     return cfg
 

@@ -402,7 +402,7 @@ def curvature_from_config(oc) -> Curvature:
     return make_curvature(oc.curvature, temperature=oc.temperature,
                           label_ce_weight=oc.label_ce_weight,
                           fisher_microbatches=oc.fisher_microbatches, fisher_sign=oc.fisher_sign,
-                          ggn_jvp=oc.ggn_jvp, curvature_fraction=oc.curvature_fraction)
+                          ggn_jvp=oc.ggn_jvp, curvature_fraction=oc.fraction)
 
 
 def curvature_product(mode: str | Curvature, graph: ChildGraph, v: TensorList,

@@ -78,6 +78,14 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Ten
     return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)]
 
 
+def _sq_norm(tensors: Sequence[torch.Tensor]) -> float:
+    """Σ‖t‖² over ``tensors``: one foreach kernel for the per-tensor norms (thousands of small
+    tensors in a 1-bit supernet), summed in float64."""
+    if not tensors:
+        return 0.0
+    return float(torch.stack(torch._foreach_norm(tensors)).double().pow(2).sum())
+
+
 def balanced_weight_update(learner: Learner, distill: torch.Tensor, reconstruction: torch.Tensor,
                            *, cap: float, grad_clip: float) -> float:
     """The Child's weight step with G driving it (docs/METHOD.md, Decision R).
@@ -91,8 +99,7 @@ def balanced_weight_update(learner: Learner, distill: torch.Tensor, reconstructi
     params = learner.weights
     g_D, g_R = _grads(distill, params), _grads(reconstruction, params)
     all_reduce_mean_(g_D + g_R)
-    n_D2 = float(sum(g.double().pow(2).sum() for g in g_D))
-    n_R2 = float(sum(g.double().pow(2).sum() for g in g_R))
+    n_D2, n_R2 = _sq_norm(g_D), _sq_norm(g_R)
     if cap > 0 and n_R2 > cap * cap * n_D2:
         scale = cap * math.sqrt(n_D2 / n_R2)
         for g in g_R:

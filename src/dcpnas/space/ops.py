@@ -25,16 +25,19 @@ def _conv(C_in, C_out, kernel, stride, padding, dilation=1, groups=1, *, binary:
     return Conv2d(C_in, C_out, kernel, stride, padding, dilation, groups, bias=False)
 
 
-def _prelu_slope(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """∂prelu/∂x with slope a at x ≤ 0 (zeros of either sign included) and 1 above, in float ops.
+def _prelu_grad(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor):
+    """(g·∂prelu/∂x, g·[x ≤ 0]): slope a at x ≤ 0 (zeros of either sign included), 1 above.
 
-    With s = copysign(1, 0 − x) (+1 for x ≤ 0, −1 for x > 0): (1 + a)/2 + (a − 1)/2·s. No bool
-    tensor: comparisons, ``where`` and bool-float products cost several times a float kernel on
-    CPU (``binary.hard_sign``).
+    ``threshold_backward`` (ReLU's backward, one fused kernel) gives g·[x > 0]; the rest is
+    g·[x ≤ 0] = g − that, and one per-channel ``addcmul``. Four passes over the tensor instead of
+    the six of the copysign form it replaced (``benchmarks/bench_kernels.py``, "PReLU input"); no
+    bool tensor (``where`` costs several float kernels on CPU, ``binary.hard_sign``). Differentiable:
+    ``threshold_backward``'s derivative in x is 0 and in g is itself, so the double backward keeps
+    slope a at x = 0 as well.
     """
-    a = _per_channel(weight, x)
-    s = torch.copysign(x.new_ones(()), 0.0 - x)
-    return torch.addcmul((1 + a) * 0.5, (a - 1) * 0.5, s)
+    pos = torch.ops.aten.threshold_backward(g, x, 0)
+    neg = g - pos
+    return torch.addcmul(pos, _per_channel(weight, x), neg), neg
 
 
 def _per_channel(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -54,9 +57,8 @@ class _PReLUFunction(torch.autograd.Function):
     step (17 % under ``torch.profiler``, 6.8 ms a call against 1.0 ms for the forward, DDPNAS_MCN_2
     at C 8, batch 256); under forward-mode AD the ``where(x > 0, x, a·x)`` form this replaces
     was 23 % of the GGN's J·v pass (1430 ``where`` calls, C 8, 5-cell Child). ∂/∂x is
-    ``_prelu_slope`` and ∂/∂a = Σ grad·min(x, 0). Same convention as the native backward (slope
-    a at x = 0) in the backward, the jvp and the double backward (written in differentiable ops:
-    clamp passes the gradient at x = 0; copysign's derivative in its sign argument is 0).
+    ``_prelu_grad`` and ∂/∂a = Σ grad·min(x, 0). Same convention as the native backward (slope
+    a at x = 0) in the backward, the jvp and the double backward (written in differentiable ops).
     """
 
     generate_vmap_rule = True
@@ -74,14 +76,14 @@ class _PReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        grad_x = grad * _prelu_slope(x, weight)
-        grad_w = (grad * x.clamp(max=0)).sum(dim=_prelu_weight_dims(x, weight))
+        grad_x, grad_neg = _prelu_grad(grad, x, weight)
+        grad_w = (grad_neg * x).sum(dim=_prelu_weight_dims(x, weight))   # Σ grad·min(x, 0)
         return grad_x, grad_w.reshape(weight.shape).to(weight.dtype)
 
     @staticmethod
     def jvp(ctx, x_t, weight_t):
         x, weight = ctx.saved_tensors
-        out = x_t * _prelu_slope(x, weight) if x_t is not None else None
+        out = _prelu_grad(x_t, x, weight)[0] if x_t is not None else None
         if weight_t is not None:
             term = _per_channel(weight_t, x) * x.clamp(max=0)
             out = term if out is None else out + term
