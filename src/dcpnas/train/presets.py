@@ -48,7 +48,7 @@ def fashion_mnist() -> TrainConfig:
     batch 128 88.82 %, this preset 89.84 % in 40 min 50 s; session 9's search cell 89.90 % in
     34 min 37 s, and with 10 epochs 89.59 % in 35 min 20 s (kept 9: 10 takes other cells past
     45 min). Over seeds 0-3 (fixed recipe, session 10): 89.83 ± 0.24 % (89.90, 89.72, 90.13,
-    89.58). C 10 costs 1.75× a C 8 step here. C 4 with 3 + 9 epochs stayed at 82-83 % train
+    89.58); session 11's search cell, seed 0: 90.17 % in 32 min 5 s. C 10 costs 1.75× a C 8 step here. C 4 with 3 + 9 epochs stayed at 82-83 % train
     accuracy in step 2, and a quarter of the lr in step 2 learned slower.
     """
     return TrainConfig(
