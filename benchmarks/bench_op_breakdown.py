@@ -64,15 +64,9 @@ def breakdown(pairs, batch, warmup: int):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", default="cpnas", choices=list(rounds.VARIANTS))
-    ap.add_argument("--C", type=int, default=8)
-    ap.add_argument("--layers", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--channels", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    rounds.add_size_arguments(ap)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rows", type=int, default=25)
-    ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
     args = ap.parse_args(argv)
     from dcpnas.utils.allocator import tune_cpu_allocator
     tune_cpu_allocator()

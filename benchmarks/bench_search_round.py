@@ -148,22 +148,28 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_size_arguments(ap: argparse.ArgumentParser) -> None:
+    """The supernet and batch every variant is built with (``build``), and the thread count;
+    defaults: issue 9's size, C 8, 5 cells, batch 32, 32×32×3, one thread."""
     ap.add_argument("--C", type=int, default=8)
     ap.add_argument("--layers", type=int, default=5)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--channels", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_size_arguments(ap)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--memory-format", choices=("channels_last", "contiguous", "both"),
                     default="channels_last", help="both: every variant also in NCHW, interleaved")
     ap.add_argument("--kernels", choices=("fast", "native", "both"), default="fast",
                     help="dcpnas.kernels' CPU fast paths on (fast), off (native) or both, interleaved")
-    ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[])
     ap.add_argument("--memory", help=argparse.SUPPRESS)  # internal: one variant's peak memory
     args = ap.parse_args()
     from dcpnas.utils.allocator import tune_cpu_allocator
