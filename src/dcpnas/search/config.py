@@ -175,8 +175,9 @@ class OptimConfig:
 
 
 #: The GGN's curvature sub-batch when ``objective.curvature_fraction`` is None (Decision C): its
-#: round cost 1.28× a CP-NAS round against 1.49× for the whole batch (C 8, 5 cells, batch 32, CPU),
-#: α̂-step cos 0.995 with the whole-batch step, search outcome within the noise floor (session 10).
+#: round cost 1.26× a CP-NAS round against 1.44× for the whole batch (C 8, 5 cells, batch 32, CPU,
+#: session 11), α̂-step cos 0.995 with the whole-batch step, search outcome within the noise floor
+#: (session 10's study).
 DEFAULT_CURVATURE_FRACTION = 0.25
 
 
