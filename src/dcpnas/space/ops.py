@@ -32,7 +32,8 @@ def _prelu_grad(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor):
     g·[x ≤ 0] = g − that, and one per-channel ``addcmul``: four passes over the tensor instead of
     the six of the copysign form it replaced, whose backward (with ∂/∂a) it made 1.18–1.59× faster
     (scratch A/B at 256×8×28×28, 256×32×7×7 and 32×8×32×32, 1 and 2 threads; against
-    ``nn.PReLU``: ``benchmarks/bench_kernels.py``, "PReLU input"); no bool tensor (``where`` costs several float kernels on CPU, ``binary.hard_sign``). Differentiable:
+    ``nn.PReLU``: ``benchmarks/bench_kernels.py``, "PReLU input"); no bool tensor (``where``
+    costs several float kernels on CPU, ``binary.hard_sign``). Differentiable:
     ``threshold_backward``'s derivative in x is 0 and in g is itself, so the double backward keeps
     slope a at x = 0 as well.
     """
