@@ -6,7 +6,9 @@ native and the fast path timed round-robin (``bench_search_step.time_steps``), m
 native BN for reference. BN runs twice: with a channels-last gradient and with an NCHW one (what
 the global pool's and FactorizedReduce's backward hand back inside a network). The shapes are those
 of the ``fashion-mnist`` train preset (C 8, batch 256, 28×28) and search supernet (C 4, batch 64,
-14×14). And the Child's PReLU (``space.ops.PReLU``, whose CPU backward is float-only) against
+14×14). The mixed op's shared input stage (``MixedOp``: one BN / ReLU of the edge input for every
+candidate that opens with it) against one per op, forward + backward of one Child and one Parent
+edge at the search sizes. And the Child's PReLU (``space.ops.PReLU``, whose CPU backward is float-only) against
 ``nn.PReLU``. glibc malloc runs with the settings ``dcpnas`` sets at start-up
 (``utils/allocator.py``) unless ``--malloc default``: with glibc's own thresholds every fresh
 temporary of these sizes is page-faulted in again, which dwarfs some kernels' own cost.
@@ -30,7 +32,9 @@ from bench_search_step import time_steps  # noqa: E402
 
 from dcpnas.binary import hard_sign  # noqa: E402
 from dcpnas.kernels import BatchNorm2d, conv2d, native_kernels  # noqa: E402
+from dcpnas.space.mixed import MixedOp  # noqa: E402
 from dcpnas.space.ops import PReLU  # noqa: E402
+from dcpnas.space.primitives import PRIMITIVES, OpStyle  # noqa: E402
 from dcpnas.utils.allocator import tune_cpu_allocator  # noqa: E402
 
 CL = torch.channels_last
@@ -92,6 +96,26 @@ def prelu_steps(shape):
     return {"ours": lambda: ours(x).backward(g), "native": lambda: native(x).backward(g)}
 
 
+# (C, H=W, batch, stride) of a search edge: fashion-mnist supernet, issue-9 size (C 8, 32×32, batch 32)
+EDGE_CASES = [(4, 14, 64, 1), (8, 32, 32, 1), (16, 32, 32, 2), (16, 16, 32, 1)]
+
+
+def edge_steps(C, hw, batch, stride, binary):
+    """One supernet edge (MixedOp, search BN), forward + backward: shared input stage or one per op."""
+    torch.manual_seed(0)
+    shared = MixedOp(C, stride, OpStyle(binary=binary, affine=False)).to(memory_format=CL)
+    per_op = MixedOp(C, stride, OpStyle(binary=binary, affine=False), share_input_stage=False)
+    per_op.load_state_dict(shared.state_dict())
+    per_op = per_op.to(memory_format=CL)
+    x = torch.randn(batch, C, hw, hw).contiguous(memory_format=CL).requires_grad_()
+    w = F.softmax(torch.randn(len(PRIMITIVES)), 0).requires_grad_()
+
+    def run(op):
+        y = op(x, w)
+        y.backward(torch.ones_like(y))
+    return {"per op": lambda: run(per_op), "shared": lambda: run(shared)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -124,6 +148,15 @@ def main(argv=None):
     # + the search size (a 5-cell C 8 supernet's stage-1 tensors at batch 32, 32×32 input)
     pair_table("PReLU input", prelu_steps, ("native", "nn.PReLU"), ("ours", "space.ops.PReLU"), args,
                shapes=[(32, 8, 32, 32)])
+    print("\n| supernet edge (MixedOp), forward + backward | one input stage per op ms | shared ms "
+          "| shared ÷ per op |")
+    print("|---|---:|---:|---:|")
+    for binary in (True, False):
+        for C, hw, batch, stride in EDGE_CASES:
+            t = time_steps(edge_steps(C, hw, batch, stride, binary), cpu, args.warmup, args.repeats)
+            print(f"| {'Child' if binary else 'Parent'} {batch}×{C}×{hw}², stride {stride} | "
+                  f"{t['per op'][0] * 1e3:.2f} | {t['shared'][0] * 1e3:.2f} | "
+                  f"{t['shared'][0] / t['per op'][0]:.2f} |")
 
 
 def pair_table(title, make_steps, base, ours, args, shapes=()):

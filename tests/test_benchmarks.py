@@ -32,3 +32,12 @@ def test_breakdown_table_on_a_tiny_search(capsys):
     assert lines[0].startswith("| aten op | parent pair ms | calls | child pair ms | calls |")
     assert len(lines) == 1 + 3 + 3                            # header, 3 ops, other/outside/wall
     assert "| convolution" in out and "Child pair ÷ Parent pair:" in out
+
+
+def test_compile_table_on_a_tiny_edge(capsys):
+    import bench_compile
+    bench_compile.main(["--C", "4", "--size", "6", "--batch", "2", "--repeats", "1", "--backend", "aot_eager"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| full") or line.startswith("| alpha")]
+    assert len(rows) == 2 and all(len(r.split("|")) == 9 for r in rows)
+    assert "compile time" in out

@@ -3,6 +3,7 @@ groups, derived networks and DistributedDataParallel."""
 
 from __future__ import annotations
 
+import copy
 import contextlib
 import os
 import socket
@@ -316,3 +317,88 @@ def test_ddp_averages_alpha_gradients(tmp_path):
         assert torch.allclose(r0["ddp"][k], r1["ddp"][k])
         mean = (r0["local"][k] + r1["local"][k]) / 2
         assert torch.allclose(r0["ddp"][k], mean, atol=1e-7, rtol=1e-5)
+
+
+# -- shared input stage (MixedOp) -----------------------------------------------------------------
+def _twin_mixed(stride, partial=1, scope="official", binary=True):
+    torch.manual_seed(0)
+    style = OpStyle(binary=binary, scope=scope, affine=False)
+    shared = MixedOp(8, stride, style, partial).double()
+    plain = copy.deepcopy(shared)
+    plain.share_input_stage = False
+    return shared, plain
+
+
+@pytest.mark.parametrize("stride,partial,scope,binary", [
+    (1, 1, "official", True), (2, 1, "official", True), (1, 2, "official", True),
+    (2, 1, "book", True), (1, 1, "official", False), (2, 1, "official", False)])
+@pytest.mark.parametrize("training", [True, False])
+def test_shared_input_stage_equals_one_stage_per_op(stride, partial, scope, binary, training):
+    """One input stage (the 1-bit ops' BN, the real ops' ReLU) for every op that opens with it:
+    outputs, gradients (x, mixing weights, every parameter) and running statistics equal the
+    op-by-op forward on a fixed batch."""
+    shared, plain = _twin_mixed(stride, partial, scope, binary)
+    assert sum(shared._takes_h) == (5 if stride == 2 else 4)   # sep ×2, dil ×2 (+ factorised reduce)
+    shared.train(training), plain.train(training)
+    x = torch.randn(4, 8, 8, 8, dtype=D)
+    w = F.softmax(torch.randn(len(PRIMITIVES), dtype=D), 0)
+    outs, grads = [], []
+    for net in (shared, plain):
+        xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
+        for _ in range(2):                                  # the second pass reads updated statistics
+            y = net(xi, wi)
+        g = torch.randn_like(y, generator=torch.Generator().manual_seed(1))
+        grads.append(torch.autograd.grad(y, [xi, wi, *net.parameters()], g))
+        outs.append(y.detach())
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for (k, a), b in zip(shared.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=k)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_shared_input_stage_under_forward_ad_and_double_backward(binary):
+    """The GGN's forward-mode J·v and the exact path's double backward see the same function."""
+    import torch.autograd.forward_ad as fwAD
+    shared, plain = _twin_mixed(1, binary=binary)
+    x = torch.randn(4, 8, 8, 8, dtype=D)
+    w = F.softmax(torch.randn(len(PRIMITIVES), dtype=D), 0)
+    v = torch.randn_like(w)
+    jvps, hvps = [], []
+    for net in (shared, plain):
+        with fwAD.dual_level():
+            jvps.append(fwAD.unpack_dual(net(x, fwAD.make_dual(w, v))).tangent)
+        wi = w.clone().requires_grad_()
+        (g,) = torch.autograd.grad((net(x, wi) ** 2).sum(), wi, create_graph=True)
+        hvps.append(torch.autograd.grad(g @ v, wi)[0])
+    torch.testing.assert_close(jvps[0], jvps[1], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(hvps[0], hvps[1], rtol=1e-8, atol=1e-10)
+
+
+def test_shared_input_stage_is_skipped_for_bn_in_eval_mode_only():
+    shared, _ = _twin_mixed(1)
+    x = torch.randn(2, 8, 4, 4, dtype=D)
+    assert shared._shared_input_stage(x) is not None
+    shared.eval()
+    assert shared._shared_input_stage(x) is None           # each op reads its own running stats
+    real, _ = _twin_mixed(1, binary=False)
+    assert torch.equal(real.eval()._shared_input_stage(x), x.relu())
+
+
+def test_one_bit_mixed_op_compiles_without_graph_breaks():
+    """``torch.compile(fullgraph=True)`` traces a 1-bit edge (binarisers, PReLU, BN, dilated
+    depthwise convs, factorised reduce) and gives the eager values and gradients. aot_eager: the
+    tracing without inductor's C++ code generation, which takes minutes per graph on CPU."""
+    shared, _ = _twin_mixed(2)
+    compiled = copy.deepcopy(shared)
+    fn = torch.compile(compiled, backend="aot_eager", fullgraph=True)
+    x = torch.randn(4, 8, 8, 8, dtype=D).contiguous(memory_format=torch.channels_last)
+    w = F.softmax(torch.randn(len(PRIMITIVES), dtype=D), 0)
+    results = []
+    for call, net in ((shared, shared), (fn, compiled)):
+        wi = w.clone().requires_grad_()
+        y = call(x, wi)
+        results.append((y.detach(), *torch.autograd.grad(y.square().sum(), [wi, *net.parameters()])))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)

@@ -12,10 +12,11 @@ _FAST = [True]
 
 
 def fast_paths_enabled() -> bool:
-    """On unless ``native_kernels()`` is active or a tracer (TorchScript, the legacy ONNX exporter)
-    records the graph: an exported graph holds torch's own ops, not an autograd.Function."""
+    """On unless ``native_kernels()`` is active, a tracer (TorchScript, the legacy ONNX exporter)
+    records the graph (an exported graph holds torch's own ops, not an autograd.Function), or
+    ``torch.compile`` traces it (the compiler fuses torch's own ops itself)."""
     import torch
-    return _FAST[0] and not torch.jit.is_tracing()
+    return _FAST[0] and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
 @contextmanager

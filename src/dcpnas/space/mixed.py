@@ -22,7 +22,8 @@ class MixedOp(nn.Module):
     through the softmax normalisation of the weights.
     """
 
-    def __init__(self, channels: int, stride: int, style: OpStyle, partial: int = 1):
+    def __init__(self, channels: int, stride: int, style: OpStyle, partial: int = 1, *,
+                 share_input_stage: bool = True):
         super().__init__()
         if partial < 1 or channels % partial:
             raise ValueError(f"partial channels K={partial} must divide the {channels} channels")
@@ -31,6 +32,15 @@ class MixedOp(nn.Module):
                                  for name in PRIMITIVES if name != "none")
         self._indices = [i for i in range(len(PRIMITIVES)) if i != NONE_INDEX]
         self.stride = stride
+        # Shared input stage: the sep/dil convs (and the factorised reduce) all open with the
+        # same function of the edge input — ReLU in the real ops, a non-affine BatchNorm in the
+        # 1-bit ones (their running statistics start equal and see the same batches) — so it is
+        # computed once per edge (docs/METHOD.md#shared-input-stage).
+        stages = [getattr(op, "input_stage", None) for op in self.ops]
+        takes = [isinstance(m, nn.ReLU) or (isinstance(m, nn.BatchNorm2d) and not m.affine)
+                 for m in stages]
+        self._takes_h = tuple(takes) if sum(takes) > 1 else None
+        self.share_input_stage = share_input_stage
 
     @property
     def candidate_indices(self) -> list[int]:
@@ -39,11 +49,38 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         xa, xb = self._split(x)
+        h = self._shared_input_stage(xa)
         out = None
-        for i, op in zip(self._indices, self.ops):
-            y = weights[i] * op(xa)
-            out = y if out is None else out + y
+        if h is None:
+            for i, op in zip(self._indices, self.ops):
+                y = weights[i] * op(xa)
+                out = y if out is None else out + y
+        else:
+            for i, op, takes in zip(self._indices, self.ops, self._takes_h):
+                y = weights[i] * (op(xa, h) if takes else op(xa))
+                out = y if out is None else out + y
         return self._join(out, xb)
+
+    def _shared_input_stage(self, x: torch.Tensor):
+        """The input stage of every op that opens with it, run once, or None (sharing off, or a
+        BatchNorm in eval mode: each op then reads its own running statistics)."""
+        if self._takes_h is None or not self.share_input_stage:
+            return None
+        stages = [op.input_stage for op, takes in zip(self.ops, self._takes_h) if takes]
+        lead = stages[0]
+        if not isinstance(lead, nn.BatchNorm2d):
+            return lead(x)
+        if not lead.training:
+            return None
+        h = lead(x)
+        if lead.track_running_stats and lead.running_mean is not None:
+            # the update each op's own BN would have made: all start equal, all see this batch
+            with torch.no_grad():
+                for bn in stages[1:]:
+                    bn.running_mean.copy_(lead.running_mean)
+                    bn.running_var.copy_(lead.running_var)
+                    bn.num_batches_tracked.copy_(lead.num_batches_tracked)
+        return h
 
     def forward_path(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Only candidate ``PRIMITIVES[index]`` (single-path sampling); ``none`` gives zeros."""

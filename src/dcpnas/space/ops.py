@@ -112,10 +112,19 @@ class PReLU(nn.PReLU):
     consistent_derivatives: bool = False
 
     def forward(self, x):
+        if torch.compiler.is_compiling():          # no forward AD in a compiled region
+            return super().forward(x)
         if fwAD.unpack_dual(x).tangent is not None or (
                 torch.is_grad_enabled() and (self.consistent_derivatives or x.device.type == "cpu")):
             return _PReLUFunction.apply(x, self.weight)
         return super().forward(x)                  # no graph, or native is wanted: same values
+
+
+def _after_first(seq: nn.Sequential):
+    """The modules of ``seq`` after its first, without building a new Sequential per call."""
+    it = iter(seq)
+    next(it)
+    return it
 
 
 class Zero(nn.Module):
@@ -187,8 +196,20 @@ class DilConv(nn.Module):
                                     BatchNorm2d(C_out, affine=style.affine))
             self.act = None
 
-    def forward(self, x):
-        out = self.op(x)
+    @property
+    def input_stage(self) -> nn.Module:
+        """The op's first module, a function of the edge input alone (BN for the 1-bit op, ReLU
+        for the real one): ``MixedOp`` may run it once for all candidates and pass ``h``."""
+        return self.op[0]
+
+    def forward(self, x, h=None):
+        """h: ``input_stage(x)``, already computed (``MixedOp``'s shared input stage)."""
+        if h is None:
+            out = self.op(x)
+        else:
+            out = h
+            for m in _after_first(self.op):
+                out = m(out)
         if self.shortcut:
             out = out + x
         return self.act(out) if self.act is not None else out
@@ -202,8 +223,12 @@ class SepConv(nn.Module):
         self.op = nn.Sequential(DilConv(C_in, C_in, kernel, stride, padding, 1, style),
                                 DilConv(C_in, C_out, kernel, 1, padding, 1, style))
 
-    def forward(self, x):
-        return self.op(x)
+    @property
+    def input_stage(self) -> nn.Module:
+        return self.op[0].input_stage
+
+    def forward(self, x, h=None):
+        return self.op[1](self.op[0](x, h))
 
 
 class FactorizedReduce(nn.Module):
@@ -220,8 +245,12 @@ class FactorizedReduce(nn.Module):
         self.bn = BatchNorm2d(C_out, affine=style.affine)
         self.act = PReLU(C_out) if b else None
 
-    def forward(self, x):
-        x = self.pre(x)
+    @property
+    def input_stage(self) -> nn.Module:
+        return self.pre
+
+    def forward(self, x, h=None):
+        x = self.pre(x) if h is None else h
         # The second path is shifted by one pixel so the two halves see complementary positions;
         # padding keeps odd-sized inputs working (e.g. 7×7 feature maps).
         shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
