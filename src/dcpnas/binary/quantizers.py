@@ -51,40 +51,37 @@ def clipped_identity_derivative(w: torch.Tensor) -> torch.Tensor:
     return (w.abs() <= 1.0).to(w.dtype)
 
 
-def _binariser(derivative):
+def _binariser(name: str, derivative):
     """(traceable, eager) ``autograd.Function``s: sign forward, backward (and, in the eager one,
     jvp) multiplying by ``derivative(x)``. ``torch.compile`` cannot trace a Function that defines
-    a ``jvp``, and a compiled region has no forward-mode AD, so it gets the first."""
+    a ``jvp``, and a compiled region has no forward-mode AD, so it gets the first. Built with
+    ``type`` so that profiles and graphs name them (autograd nodes read ``<name>Backward``)."""
 
-    class Traceable(torch.autograd.Function):
-        generate_vmap_rule = True
+    def forward(x):
+        return hard_sign(x)
 
-        @staticmethod
-        def forward(x):
-            return hard_sign(x)
+    def setup_context(ctx, inputs, output):
+        (x,) = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
 
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            (x,) = inputs
-            ctx.save_for_backward(x)
-            ctx.save_for_forward(x)
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * derivative(x)
 
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return grad * derivative(x)
+    def jvp(ctx, tangent):
+        (x,) = ctx.saved_tensors
+        return tangent * derivative(x)
 
-    class Eager(Traceable):
-        @staticmethod
-        def jvp(ctx, tangent):
-            (x,) = ctx.saved_tensors
-            return tangent * derivative(x)
-
-    return Traceable, Eager
+    traceable = type(f"{name}Traceable", (torch.autograd.Function,), dict(
+        generate_vmap_rule=True, forward=staticmethod(forward),
+        setup_context=staticmethod(setup_context), backward=staticmethod(backward)))
+    eager = type(name, (traceable,), dict(jvp=staticmethod(jvp)))
+    return traceable, eager
 
 
-_APPROX_SIGN = _binariser(approx_sign_derivative)
-_WEIGHT_SIGN = _binariser(clipped_identity_derivative)
+_APPROX_SIGN = _binariser("ApproxSign", approx_sign_derivative)
+_WEIGHT_SIGN = _binariser("WeightSign", clipped_identity_derivative)
 
 
 def weight_sign(w: torch.Tensor) -> torch.Tensor:
