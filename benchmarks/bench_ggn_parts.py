@@ -5,7 +5,11 @@ On one Parent/Child supernet pair and one batch (medians of --repeats after one 
 parts interleaved round-robin), times:
 
   teacher            no-grad Parent forward (G's target; all a CP-NAS α̂-step needs of the Parent)
-  tangent            Parent forward + backward w.r.t. α (target and g_P from one forward)
+  tangent            Parent forward + backward w.r.t. α (target and g_P from one forward; the
+                     pass of the Parent's own α-step)
+  parent weights     Parent forward + backward of the label CE into every weight (the pass of the
+                     Parent's weight step): with ``tangent``, the yardstick of a Parent pair, which
+                     holds two of these passes where a Child pair holds two teacher forwards
   child forward      no-grad Child forward (the yardstick)
   g_C                Child forward + backward w.r.t. α̂ (the CP-NAS α̂-step's Child part)
   g_C + ggn          the same with the graph kept, forward-mode J·v and the VJP Jᵀu on that graph
@@ -59,8 +63,15 @@ def parts(parent, child, x, y):
                 net(x)
         return run
 
+    weights = [p for p in parent.parameters() if all(p is not a for a in parent.arch_parameters())]
+
+    def parent_weights():
+        loss = torch.nn.functional.cross_entropy(parent(x), y)
+        torch.autograd.grad(loss, weights)
+
     quarter = x[: max(2, x.shape[0] // 4)]
     return {"teacher": no_grad(parent), "tangent": lambda: parent_forward(parent, x, y),
+            "parent weights": parent_weights,
             "child forward": no_grad(child), "g_C": g_C, "g_C + ggn": g_C_ggn,
             "J·v": lambda: jacobian_vector_product(child, x, alphas, v),
             "fresh ggn, B/4": lambda: fresh_ggn_product(child, quarter, alphas, v),
@@ -108,6 +119,9 @@ def main() -> None:
     for k, t in samples.items():
         m = statistics.median(t)
         print(f"| {k} | {m * 1e3:.0f} | {m / base:.2f} |")
+    pair = statistics.median(samples["parent weights"]) + statistics.median(samples["tangent"])
+    print(f"\ntwo teacher forwards ÷ (parent weights + tangent), a CP-NAS Child pair's Parent work "
+          f"against a Parent pair's passes: {2 * statistics.median(samples['teacher']) / pair:.2f}")
 
 
 if __name__ == "__main__":

@@ -213,3 +213,24 @@ def test_reconstruction_loss_hand_computed():
     assert reconstruction_loss(nn.Linear(2, 2)).item() == 0.0
     with pytest.raises(ValueError, match="reduction"):
         reconstruction_loss(conv, reduction="max")
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_reconstruction_loss_of_a_supernet_equals_the_per_layer_sum(reduction):
+    """The flat one-pass L_R against Eq. 4.23 written layer by layer: value and ∂/∂(ŵ, β)."""
+    from dcpnas.space import Supernet
+    torch.manual_seed(0)
+    net = Supernet("child", in_channels=3, num_classes=5, C=4, layers=3).double()
+    with torch.no_grad():
+        for m in binary_convs(net):
+            m.beta.uniform_(0.05, 0.5)
+    params = [p for m in binary_convs(net) for p in (m.weight, m.beta)]
+    expected = 0.0
+    for m in binary_convs(net):
+        b = torch.where(m.weight >= 0, 1.0, -1.0).to(D)
+        err = (m.weight - m.beta.view(-1, 1, 1, 1) * b).pow(2)
+        expected = expected + (err.sum() if reduction == "sum" else err.mean())
+    loss = reconstruction_loss(net, reduction=reduction)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
+    for a, b in zip(torch.autograd.grad(loss, params), torch.autograd.grad(expected, params)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)

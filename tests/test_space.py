@@ -402,3 +402,27 @@ def test_one_bit_mixed_op_compiles_without_graph_breaks():
         results.append((y.detach(), *torch.autograd.grad(y.square().sum(), [wi, *net.parameters()])))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["parent", "child"])
+def test_op_weight_sq_norms_every_entry(kind):
+    """Every (cell type, edge, op) entry against ‖w‖² summed op by op (β∘sign(ŵ) formed explicitly)."""
+    net = tiny_supernet(kind, dtype=D)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, BinaryConv2d):
+                m.beta.uniform_(0.5, 1.5)
+    expected = torch.zeros(2, NUM_EDGES, len(PRIMITIVES), dtype=D)
+    for cell in net.cells:
+        for e, mixed in enumerate(cell.edges):
+            for i, op in zip(mixed.candidate_indices, mixed.ops):
+                for m in op.modules():
+                    if isinstance(m, BinaryConv2d):
+                        w = m.beta.view(-1, 1, 1, 1) * torch.where(m.weight >= 0, 1.0, -1.0).to(D)
+                    elif isinstance(m, nn.Conv2d):
+                        w = m.weight
+                    else:
+                        continue
+                    expected[int(cell.reduction), e, i] += w.detach().pow(2).sum()
+    torch.testing.assert_close(torch.stack(net.op_weight_sq_norms()), expected, rtol=1e-12, atol=0)
+    assert expected.abs().sum() > 0

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from ..kernels import conv2d
+from ..utils.modules import modules_of_type
 from .quantizers import approx_sign, weight_sign
 
 
@@ -59,8 +60,8 @@ class BinaryConv2d(nn.Conv2d):
 
 
 def binary_convs(module: nn.Module):
-    """All BinaryConv2d layers of a module, in registration order."""
-    return [m for m in module.modules() if isinstance(m, BinaryConv2d)]
+    """All BinaryConv2d layers of a module, in registration order (found once, ``modules_of_type``)."""
+    return list(modules_of_type(module, BinaryConv2d))
 
 
 def set_binary_weights(module: nn.Module, enabled: bool) -> None:

@@ -24,11 +24,16 @@ def reconstruction_loss(module: nn.Module, reduction: str = "sum") -> torch.Tens
     convs = binary_convs(module)
     if not convs:
         return torch.zeros(())
-    total = None
-    for conv in convs:
-        w = conv.weight
-        residual = w - conv.beta.view(-1, 1, 1, 1) * hard_sign(w).detach()
-        err = residual.pow(2)
-        err = err.sum() if reduction == "sum" else err.mean()
-        total = err if total is None else total + err
-    return total
+    # All layers in one flat pass (a 5-cell C 8 Child has 884 of them: per-layer ops were ~90 ms a
+    # weight step, 1 thread): ŵ concatenated in (out, in, kh, kw) order, each β_o repeated over its
+    # output channel's fan-in.
+    w = torch.cat([conv.weight.reshape(-1) for conv in convs])
+    fan_in = torch.tensor([conv.weight[0].numel() for conv in convs], device=w.device).repeat_interleave(
+        torch.tensor([conv.out_channels for conv in convs], device=w.device))
+    beta = torch.cat([conv.beta for conv in convs]).to(w.dtype).repeat_interleave(fan_in)
+    err = (w - beta * hard_sign(w).detach()).square()
+    if reduction == "sum":
+        return err.sum()
+    sizes = torch.tensor([conv.weight.numel() for conv in convs], dtype=w.dtype, device=w.device)
+    per_element = (1.0 / sizes).repeat_interleave(sizes.long())   # each layer's mean, summed
+    return (err * per_element).sum()

@@ -35,6 +35,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..utils.modules import modules_of_type
 from ..utils.registry import Registry
 
 
@@ -63,8 +64,7 @@ def frozen_bn_statistics(module: nn.Module) -> Iterator[None]:
     (so the forward-mode pass works with either forward-AD API).
     Layers in eval mode are left alone (they use and keep their running statistics).
     """
-    switched = [m for m in module.modules()
-                if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+    switched = [m for m in modules_of_type(module, _BatchNorm) if m.training and m.track_running_stats]
     for m in switched:
         m.track_running_stats = False
     try:

@@ -18,7 +18,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..binary import BinaryConv2d
-from ..binary.quantizers import hard_sign
 from .cell import NUM_EDGES, SearchCell, edge_weights
 from .macro import MacroNet
 from .primitives import PRIMITIVES, OpStyle
@@ -112,26 +111,39 @@ class Supernet(MacroNet):
     def op_weight_sq_norms(self) -> list[torch.Tensor]:
         """R(w) = ‖w‖² of each (edge, op), summed over the cells of each type (Eq. 4.53).
 
-        For the Child the reconstructed weights β∘sign(ŵ) are measured (book p.115). Parameter-free
-        ops get 0. Returns [R_normal, R_reduce], each ``NUM_EDGES × len(PRIMITIVES)``.
+        For the Child the reconstructed weights β∘sign(ŵ) are measured (book p.115), as
+        ‖β∘sign(ŵ)‖² = fan-in · Σ_o β_o² (sign² = 1). Parameter-free ops get 0. Returns
+        [R_normal, R_reduce], each ``NUM_EDGES × len(PRIMITIVES)``. One flat pass over every conv
+        (per-conv ops were 40–60 ms an α-step at C 8, 5 cells, 1 thread).
         """
-        out = [torch.zeros(NUM_EDGES, len(PRIMITIVES), device=self.alpha_normal.device)
-               for _ in range(2)]
-        with torch.no_grad():
-            for cell in self.cells:
-                R = out[1 if cell.reduction else 0]
-                for e, mixed in enumerate(cell.edges):
-                    for i, op in zip(mixed.candidate_indices, mixed.ops):
-                        R[e, i] += _conv_sq_norm(op)
-        return out
+        dev, dtype = self.alpha_normal.device, self.alpha_normal.dtype
+        out = torch.zeros(2 * NUM_EDGES * len(PRIMITIVES), device=dev, dtype=dtype)
+        plan = self._conv_slots()
+        if plan:
+            with torch.no_grad():
+                tensors, scales, slots = [], [], []
+                for conv, slot in plan:
+                    if isinstance(conv, BinaryConv2d) and conv.binary_weights:
+                        tensors.append(conv.beta)
+                        scales.append(float(conv.weight[0].numel()))
+                    else:
+                        tensors.append(conv.weight.reshape(-1))
+                        scales.append(1.0)
+                    slots.append(slot)
+                sizes = torch.tensor([t.numel() for t in tensors], device=dev)
+                sq = torch.cat(tensors).to(dtype).square()
+                sq = sq * torch.tensor(scales, device=dev, dtype=dtype).repeat_interleave(sizes)
+                out.index_add_(0, torch.tensor(slots, device=dev).repeat_interleave(sizes), sq)
+        return list(out.view(2, NUM_EDGES, len(PRIMITIVES)))
 
-
-def _conv_sq_norm(module: nn.Module) -> torch.Tensor | float:
-    total = 0.0
-    for m in module.modules():
-        if isinstance(m, BinaryConv2d):
-            w = m.beta.view(-1, 1, 1, 1) * hard_sign(m.weight) if m.binary_weights else m.weight
-            total = total + w.pow(2).sum()
-        elif isinstance(m, nn.Conv2d):
-            total = total + m.weight.pow(2).sum()
-    return total
+    def _conv_slots(self) -> tuple:
+        """(conv, flat index of its (cell type, edge, op) in R) for every conv of every candidate;
+        built once (the supernet's modules do not change)."""
+        plan = self.__dict__.get("_conv_slot_plan")
+        if plan is None:
+            plan = tuple((m, ((1 if cell.reduction else 0) * NUM_EDGES + e) * len(PRIMITIVES) + i)
+                         for cell in self.cells for e, mixed in enumerate(cell.edges)
+                         for i, op in zip(mixed.candidate_indices, mixed.ops)
+                         for m in op.modules() if isinstance(m, nn.Conv2d))
+            self.__dict__["_conv_slot_plan"] = plan
+        return plan
