@@ -518,3 +518,25 @@ def test_prelu_derivative_conventions():
     native_first, _, _ = slopes(consistent=False)
     assert torch.equal(native_first, expected)
     assert act.consistent_derivatives is False
+
+
+def test_forward_mode_products_start_without_torch_warning():
+    """The first dual tensor of a process makes torch load its jvp decompositions through the
+    deprecated ``torch.jit.script`` (a FutureWarning in every search log); the curvature path loads
+    them quietly. A fresh process, warnings as errors: fails if the warning reaches the user."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import torch, torch.nn as nn
+        from dcpnas.search.curvature import jacobian_vector_product
+        class Net(nn.Module):
+            def forward(self, x, alphas):
+                return x * alphas[0]
+        logits, jv = jacobian_vector_product(Net(), torch.ones(2, 3), [torch.ones(3)], [torch.full((3,), 2.0)])
+        assert torch.equal(jv, torch.full((2, 3), 2.0)), jv
+    """)
+    proc = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -24,7 +24,9 @@ All products are returned detached, as lists shaped like α.
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
@@ -48,6 +50,20 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _dot(a: TensorList, b: TensorList) -> torch.Tensor:
     return sum((x * y).sum() for x, y in zip(a, b))
+
+
+@functools.cache
+def _forward_ad_ready() -> None:
+    """Load torch's jvp decompositions once, quietly, before the first dual tensor.
+
+    torch loads them on a process's first ``make_dual`` through ``torch.jit.script``, which torch
+    2.14 itself deprecates: every search log and benchmark opened with that FutureWarning, torch's
+    internals and nothing the user can act on. Only that warning is silenced, only here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        with fwAD.dual_level():
+            fwAD.make_dual(torch.zeros(()), torch.zeros(()))
 
 
 # -- BN running statistics during extra forwards ----------------------------------------------------
@@ -140,6 +156,7 @@ def jacobian_vector_product(child: nn.Module, x: torch.Tensor, alphas: TensorLis
     """
     net = _unwrap(child)
     # no_grad: forward-mode AD is unaffected, and no reverse graph is recorded over the weights.
+    _forward_ad_ready()
     with torch.no_grad(), frozen_bn_statistics(net), fwAD.dual_level():
         duals = [fwAD.make_dual(a.detach(), t.detach().to(a.dtype)) for a, t in zip(alphas, v)]
         logits, jv = fwAD.unpack_dual(net(x, alphas=duals))
@@ -198,6 +215,7 @@ def fresh_ggn_product(child: nn.Module, x: torch.Tensor, alphas: TensorList, v: 
     BN statistics are those of ``x`` and are left untouched (the curvature sub-batch, Decision C).
     """
     net = _unwrap(child)
+    _forward_ad_ready()
     with torch.enable_grad(), frozen_bn_statistics(net), fwAD.dual_level():
         duals = [fwAD.make_dual(a, t.detach().to(a.dtype)) for a, t in zip(alphas, v)]
         logits, jv = fwAD.unpack_dual(net(x, alphas=duals))
