@@ -408,8 +408,9 @@ def _quick() -> SearchConfig:
 def _fashion_mnist() -> SearchConfig:
     """Real Fashion-MNIST on a 2-core CPU within 45 minutes: 8192 images at 14×14, 4 rounds.
 
-    Measured: 21 min 3 s of search loop with the curvature sub-batch (session 11, the fashion-mnist
-    demo), 25 min 51 s wall with the whole batch (session 9; README, Measured runs).
+    Measured: 16 min 37 s wall from a fresh clone, alone (session 12); 21 min 3 s of search loop
+    in session 11's fashion-mnist demo; 25 min 51 s wall with the whole batch (session 9; README,
+    Measured runs).
 
     Sizes (issue 9, item 5): a seeded 8192-image subset of the 60 000 (4096 train the weights,
     4096 the architecture), area-downsampled to 14×14 (the found network trains at 28×28), the
