@@ -28,12 +28,14 @@ def reconstruction_loss(module: nn.Module, reduction: str = "sum") -> torch.Tens
     # weight step, 1 thread): ŵ concatenated in (out, in, kh, kw) order, each β_o repeated over its
     # output channel's fan-in.
     w = torch.cat([conv.weight.reshape(-1) for conv in convs])
-    fan_in = torch.tensor([conv.weight[0].numel() for conv in convs], device=w.device).repeat_interleave(
-        torch.tensor([conv.out_channels for conv in convs], device=w.device))
-    beta = torch.cat([conv.beta for conv in convs]).to(w.dtype).repeat_interleave(fan_in)
+    numel = [conv.weight.numel() for conv in convs]
+    out_ch = [conv.out_channels for conv in convs]
+    fan_in = torch.tensor([n // o for n, o in zip(numel, out_ch)], device=w.device)
+    beta = torch.cat([conv.beta for conv in convs]).to(w.dtype).repeat_interleave(
+        fan_in.repeat_interleave(torch.tensor(out_ch, device=w.device)))
     err = (w - beta * hard_sign(w).detach()).square()
     if reduction == "sum":
         return err.sum()
-    sizes = torch.tensor([conv.weight.numel() for conv in convs], dtype=w.dtype, device=w.device)
+    sizes = torch.tensor(numel, dtype=w.dtype, device=w.device)
     per_element = (1.0 / sizes).repeat_interleave(sizes.long())   # each layer's mean, summed
     return (err * per_element).sum()

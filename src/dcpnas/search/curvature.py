@@ -66,6 +66,12 @@ def _forward_ad_ready() -> None:
             fwAD.make_dual(torch.zeros(()), torch.zeros(()))
 
 
+def _dual_level():
+    """``fwAD.dual_level()`` for the curvature products, torch's jvp decompositions loaded first."""
+    _forward_ad_ready()
+    return fwAD.dual_level()
+
+
 # -- BN running statistics during extra forwards ----------------------------------------------------
 @contextmanager
 def frozen_bn_statistics(module: nn.Module) -> Iterator[None]:
@@ -156,8 +162,7 @@ def jacobian_vector_product(child: nn.Module, x: torch.Tensor, alphas: TensorLis
     """
     net = _unwrap(child)
     # no_grad: forward-mode AD is unaffected, and no reverse graph is recorded over the weights.
-    _forward_ad_ready()
-    with torch.no_grad(), frozen_bn_statistics(net), fwAD.dual_level():
+    with torch.no_grad(), frozen_bn_statistics(net), _dual_level():
         duals = [fwAD.make_dual(a.detach(), t.detach().to(a.dtype)) for a, t in zip(alphas, v)]
         logits, jv = fwAD.unpack_dual(net(x, alphas=duals))
     if jv is None:  # the logits do not depend on α̂ at all
@@ -215,8 +220,7 @@ def fresh_ggn_product(child: nn.Module, x: torch.Tensor, alphas: TensorList, v: 
     BN statistics are those of ``x`` and are left untouched (the curvature sub-batch, Decision C).
     """
     net = _unwrap(child)
-    _forward_ad_ready()
-    with torch.enable_grad(), frozen_bn_statistics(net), fwAD.dual_level():
+    with torch.enable_grad(), frozen_bn_statistics(net), _dual_level():
         duals = [fwAD.make_dual(a, t.detach().to(a.dtype)) for a, t in zip(alphas, v)]
         logits, jv = fwAD.unpack_dual(net(x, alphas=duals))
     if jv is None or not logits.requires_grad:  # the logits do not depend on α̂

@@ -125,7 +125,7 @@ class Supernet(MacroNet):
                 for conv, slot in plan:
                     if isinstance(conv, BinaryConv2d) and conv.binary_weights:
                         tensors.append(conv.beta)
-                        scales.append(float(conv.weight[0].numel()))
+                        scales.append(float(conv.weight.numel() // conv.out_channels))
                     else:
                         tensors.append(conv.weight.reshape(-1))
                         scales.append(1.0)
