@@ -6,7 +6,8 @@ Per supernet (Parent: real ops, Child: 1-bit ops; the search's non-affine BN, ch
 ``MixedOp`` is timed in two passes: ``full`` (forward, backward into every weight and the mixing
 weights: the weight step) and ``alpha`` (forward, gradient of the mixing weights only: the α-step).
 The compiled op is a deep copy, so both run the same values. Prints the compile time (the first
-forward and backward of each pass) and medians; tests never assert on time.
+forward and backward of each pass) and medians; glibc malloc tuned as ``dcpnas`` runs; tests
+never assert on time.
 
     python benchmarks/bench_compile.py [--C 8 --stride 1 --size 32 --batch 32 --repeats 10]
 """
@@ -66,17 +67,31 @@ def measure(kind: str, args) -> dict:
     return {"compile_s": compile_s, **{p: (med[(p, "eager")], med[(p, "compiled")]) for p in PASSES}}
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def edge_arguments(doc: str, repeats: int) -> argparse.ArgumentParser:
+    """The one-edge benchmarks' command line: edge size, repeats and threads."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--C", type=int, default=8)
     ap.add_argument("--stride", type=int, default=1, choices=(1, 2))
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=repeats)
     ap.add_argument("--threads", type=int, default=1)
+    return ap
+
+
+def set_up(args) -> None:
+    """Threads, and glibc malloc tuned as the ``dcpnas`` command runs (utils/allocator.py): with
+    the defaults a Child edge's fresh buffers page-fault every pass (README, search round)."""
+    from dcpnas.utils.allocator import tune_cpu_allocator
+    tune_cpu_allocator()
+    torch.set_num_threads(args.threads)
+
+
+def main(argv=None) -> None:
+    ap = edge_arguments(__doc__, repeats=10)
     ap.add_argument("--backend", default="inductor", help="torch.compile backend (tests: aot_eager)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_up(args)
     res = {kind: measure(kind, args) for kind in ("parent", "child")}
     print(f"torch={torch.__version__} backend={args.backend} threads={args.threads} C={args.C} "
           f"stride={args.stride} input={args.batch}×{args.C}×{args.size}² repeats={args.repeats} (medians)\n")

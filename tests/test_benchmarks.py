@@ -41,3 +41,32 @@ def test_compile_table_on_a_tiny_edge(capsys):
     rows = [line for line in out.splitlines() if line.startswith("| full") or line.startswith("| alpha")]
     assert len(rows) == 2 and all(len(r.split("|")) == 9 for r in rows)
     assert "compile time" in out
+
+
+def test_op_layout_variants_each_change_the_child_edge(capsys):
+    """Every ablation edits the edge it names (its output or its input gradient differs from the
+    Child's on one batch: the mid PReLU sits before a sign, so only the gradient sees it), and the
+    table prints the Parent and every variant."""
+    import argparse
+
+    import bench_op_layout
+    args = argparse.Namespace(C=4, stride=1, size=6, batch=3)
+    x0 = torch.randn(args.batch, args.C, args.size, args.size).contiguous(memory_format=torch.channels_last)
+    w = torch.softmax(torch.randn(8), 0)
+
+    def run(edit):
+        x = x0.clone().requires_grad_()
+        out = bench_op_layout.build(True, args, edit)(x, w)
+        out.backward(torch.cos(out.detach()))
+        return out.detach(), x.grad
+
+    child = run(None)
+    for name, edit in bench_op_layout.VARIANTS.items():
+        got = run(edit)
+        assert got[0].shape == child[0].shape
+        same = torch.equal(got[0], child[0]) and torch.equal(got[1], child[1])
+        assert (edit is None) == same, name
+    bench_op_layout.main(["--C", "4", "--size", "6", "--batch", "3", "--repeats", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 1 + len(bench_op_layout.VARIANTS)
+    assert rows[1].startswith("| parent |") and rows[1].split("|")[3].strip() == "1.00"
