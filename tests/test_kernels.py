@@ -238,6 +238,7 @@ def test_network_loss_and_every_gradient_equal_native(binary, two_threads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:FutureWarning")  # legacy exporter's tracer
 def test_a_traced_graph_holds_torch_ops_not_the_fast_path():
     """The legacy ONNX exporter traces: the graph must hold torch's conv, not a Python op."""
     x = torch.randn(2, 4, 9, 9, requires_grad=True)
