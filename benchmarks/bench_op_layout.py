@@ -12,10 +12,16 @@ Passes as in ``bench_compile.py``: ``full`` (weight step) and ``alpha`` (mixing-
 only); medians; glibc malloc tuned as ``dcpnas`` runs; tests never assert on time.
 
     python benchmarks/bench_op_layout.py [--C 8 --stride 1 --size 32 --batch 32 --repeats 15]
+
+``--round child "no mid BN" ...`` times, instead, CP-NAS's Parent and Child pairs at the search size
+(``bench_search_round.py``'s supernets and batch) with the whole Child supernet edited so:
+
+    python benchmarks/bench_op_layout.py --round child "no mid BN" "no mid BN + PReLU" --repeats 7
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -110,9 +116,50 @@ def measure(args) -> dict:
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
+def measure_round(args) -> dict:
+    """{(variant, pair): median ms}: CP-NAS's Parent and Child pairs at the search size, the Child
+    supernet edited as ``VARIANTS[variant]`` (``bench_search_round.build``), interleaved."""
+    import bench_search_round as rounds
+    size = argparse.Namespace(C=args.C, layers=args.layers, batch=args.batch, size=args.size,
+                              channels=3, overrides=[])
+    built = {name: rounds.build("cpnas", size, torch.device("cpu"), VARIANTS[name])
+             for name in args.round}
+    times = {(name, pair): [] for name, (pairs, _) in built.items() for pair in pairs}
+    for pairs, batch in built.values():                   # warm-up
+        for steps in pairs.values():
+            rounds.run_pair(steps, batch)
+    for _ in range(args.repeats):
+        for name, (pairs, batch) in built.items():
+            for pair, steps in pairs.items():
+                t = time.perf_counter()
+                rounds.run_pair(steps, batch)
+                times[(name, pair)].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def print_round(args, med) -> None:
+    # the Parent is the same in every variant: its pooled median is the steadier denominator
+    pooled = statistics.median(med[(name, "parent pair")] for name in args.round)
+    print(f"CP-NAS round, C={args.C} layers={args.layers} input={args.batch}×3×{args.size}² "
+          f"threads={args.threads} repeats={args.repeats} (medians)\n")
+    print("| Child supernet | Parent pair ms | Child pair ms | Child ÷ Parent | Child ÷ pooled Parent |")
+    print("|---|---:|---:|---:|---:|")
+    for name in args.round:
+        p, c = med[(name, "parent pair")], med[(name, "child pair")]
+        print(f"| {name} | {p:.0f} | {c:.0f} | {c / p:.2f} | {c / pooled:.2f} |")
+
+
 def main(argv=None) -> None:
-    args = edge_arguments(__doc__, repeats=15).parse_args(argv)
+    ap = edge_arguments(__doc__, repeats=15)
+    ap.add_argument("--round", nargs="+", choices=list(VARIANTS), metavar="VARIANT",
+                    help="instead of one edge, time CP-NAS's Parent and Child pairs with the whole Child "
+                         "supernet edited as each VARIANT (e.g. child 'no mid BN + PReLU')")
+    ap.add_argument("--layers", type=int, default=5, help="cells, with --round")
+    args = ap.parse_args(argv)
     set_up(args)
+    if args.round:
+        print_round(args, measure_round(args))
+        return
     med = measure(args)
     print(f"torch={torch.__version__} threads={args.threads} C={args.C} stride={args.stride} "
           f"input={args.batch}×{args.C}×{args.size}² repeats={args.repeats} (medians, channels-last)\n")

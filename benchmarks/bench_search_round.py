@@ -42,6 +42,7 @@ from dcpnas.search.inputs import SearchData  # noqa: E402
 from dcpnas.search.methods import MethodContext, build_method  # noqa: E402
 from dcpnas.data import DeviceBatches  # noqa: E402
 from dcpnas.utils.distributed import use_channels_last  # noqa: E402
+from dcpnas.utils.modules import forget_modules_of_type  # noqa: E402
 
 # Every variant starts from the quick preset, whose GGN is the library default: forward-mode J·v
 # on a curvature sub-batch of 1/4 of the α̂-batch (Decision C). The whole-batch rows name their mode.
@@ -82,7 +83,9 @@ def kernels_for(name: str):
     return native_kernels() if name.endswith(NATIVE) else contextlib.nullcontext()
 
 
-def build(name: str, args, device):
+def build(name: str, args, device, edit_child=None):
+    """(pairs, batch) of variant ``name``; ``edit_child`` (benchmarks' layout ablations) edits the
+    Child supernet in place after it is built."""
     nchw = name.removesuffix(NATIVE).endswith(NCHW)
     method, extra = VARIANTS[base_name(name)]
     cfg = resolve_search_config(preset="quick", method=method, overrides=[
@@ -101,6 +104,9 @@ def build(name: str, args, device):
                       DeviceBatches(x.flip(0), y.flip(0), args.batch, seed=1, **kw),
                       args.channels, 10, args.size, n, n)
     m = build_method(MethodContext(cfg, data, device))
+    if edit_child is not None:
+        edit_child(m.child.net)
+        forget_modules_of_type(m.child.net)
     (xt, yt), (xv, yv) = next(iter(data.train)), next(iter(data.val))
     if getattr(m, "tangent", None) is not None:  # tangent=epoch_mean: one Parent pair fills it
         run_pair(m.parent_steps, (xt, yt, xv, yv))

@@ -70,3 +70,32 @@ def test_op_layout_variants_each_change_the_child_edge(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 1 + len(bench_op_layout.VARIANTS)
     assert rows[1].startswith("| parent |") and rows[1].split("|")[3].strip() == "1.00"
+
+
+def test_op_layout_round_edits_the_child_supernet_it_times(capsys):
+    """--round builds CP-NAS with the Child supernet edited; the cached module walks forget the
+    removed BNs (so L_R, R(w) and BN freezing see the edited network); the table prints each variant."""
+    import argparse
+
+    import bench_op_layout
+    import bench_search_round
+    from dcpnas.kernels import BatchNorm2d
+    from dcpnas.utils.modules import modules_of_type
+
+    seen = {}
+
+    def edit(net):
+        seen["before"] = len(modules_of_type(net, BatchNorm2d))
+        bench_op_layout.VARIANTS["no mid BN + PReLU"](net)
+        seen["net"] = net
+
+    tiny = argparse.Namespace(C=4, layers=3, batch=4, size=8, channels=3, overrides=[])
+    pairs, batch = bench_search_round.build("cpnas", tiny, torch.device("cpu"), edit)
+    after = len(modules_of_type(seen["net"], BatchNorm2d))
+    assert 0 < after < seen["before"]
+    for steps in pairs.values():
+        bench_search_round.run_pair(steps, batch)               # the edited pairs run
+    bench_op_layout.main(["--round", "child", "no mid BN", "--C", "4", "--layers", "3", "--batch", "4",
+                          "--size", "8", "--repeats", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [r.split("|")[1].strip() for r in rows] == ["Child supernet", "child", "no mid BN"]

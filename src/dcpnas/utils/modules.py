@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-__all__ = ["modules_of_type"]
+__all__ = ["forget_modules_of_type", "modules_of_type"]
 
 _CACHE = "_dcpnas_modules_of_type"
 
@@ -26,3 +26,10 @@ def modules_of_type(net: nn.Module, cls: type | tuple) -> tuple[nn.Module, ...]:
     if found is None:
         found = cache[cls] = tuple(m for m in net.modules() if isinstance(m, cls))
     return found
+
+
+def forget_modules_of_type(net: nn.Module) -> None:
+    """Drop the cached walks of ``net`` and of every submodule, for code that edits a network after
+    construction (the layout ablations of ``benchmarks/bench_op_layout.py``)."""
+    for m in net.modules():
+        m.__dict__.pop(_CACHE, None)
