@@ -30,7 +30,8 @@ __all__ = ["SUBCOMMANDS", "main", "build_parser", "available_subcommands"]
 
 PROG = "dcpnas"
 #: Planned subcommands, in help order; each is the module ``dcpnas.cli.<name>``.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "search", "study", "train", "eval", "export", "profile", "genotype")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "search", "study", "train", "eval", "export", "profile", "genotype",
+                               "doctor")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
+from .pointwise import unit_stride_pointwise
 from .policy import channels_last_or_none, fast_paths_enabled
 
 __all__ = ["Conv2d", "conv2d"]
@@ -107,10 +108,12 @@ def _fast_path(x, weight, stride, padding, dilation, groups) -> bool:
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
     """``F.conv2d`` (zero padding given as numbers); a dilated depthwise conv on CPU with a graph
-    takes the faster backward of this module."""
+    takes the faster backward of this module, and a strided 1×1 conv runs at stride 1 on a
+    subsampled input (``pointwise.py``: oneDNN's strided 1×1 path is unsafe)."""
     if isinstance(padding, str):                    # 'same' / 'valid': torch's own
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    x, stride, padding = unit_stride_pointwise(x, weight, stride, padding)
     if not _fast_path(x, weight, stride, padding, dilation, groups):
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     out = _DilatedDepthwiseConv.apply(x, weight, stride, padding, dilation)

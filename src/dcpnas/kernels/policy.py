@@ -13,10 +13,13 @@ _FAST = [True]
 
 def fast_paths_enabled() -> bool:
     """On unless ``native_kernels()`` is active, a tracer (TorchScript, the legacy ONNX exporter)
-    records the graph (an exported graph holds torch's own ops, not an autograd.Function), or
-    ``torch.compile`` traces it (the compiler fuses torch's own ops itself)."""
+    records the graph (an exported graph holds torch's own ops, not an autograd.Function),
+    ``torch.compile`` traces it (the compiler fuses torch's own ops itself), or a ``torch.func``
+    transform (vmap, grad, jvp, jacrev, ...) is active: the fast paths' Functions save state on
+    ``ctx`` in ``forward``, which functorch refuses, so they step aside for torch's own ops."""
     import torch
-    return _FAST[0] and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+    return (_FAST[0] and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and torch._C._functorch.maybe_current_level() is None)
 
 
 @contextmanager

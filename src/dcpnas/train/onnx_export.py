@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..binary import BinaryConv2d
 from ..errors import DcpnasError
+from ..kernels import conv2d
 from ..utils.io import atomic_write_bytes, check_output_file
 
 __all__ = ["FoldedBinaryConv2d", "fold_for_inference", "export_onnx"]
@@ -40,7 +41,7 @@ class FoldedBinaryConv2d(nn.Module):
     def forward(self, x):
         if self.binary_activations:
             x = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 def fold_for_inference(model: nn.Module) -> nn.Module:

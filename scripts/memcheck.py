@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Memory-safety gate: the package's CPU paths under valgrind memcheck, once per oneDNN ISA.
+
+    python scripts/memcheck.py                 # host ISA and AVX2 (two processes, side by side)
+    python scripts/memcheck.py --isa AVX2      # one ISA only
+
+One interpreter per ISA runs, in process, a tiny search of every method (dcpnas with the GGN and
+the exact curvature, cpnas, cpnas-sample, bnas, darts, PC-DARTS's partial channels, random), a
+two-step 1-bit training, ``eval`` and ``export`` (packed file and ONNX). ``ONEDNN_MAX_CPU_ISA=AVX2``
+makes an AVX-512 host take the AVX2 kernels too (where oneDNN's strided 1×1 bug wrote past its
+workspace). The gate fails on any invalid read, write or free that ``memcheck.supp`` does not
+name; that file holds the dynamic loader's start-up reports only (measured: docs/RESULTS.md).
+Uninitialised-value tracking is off: it costs twice the time and reports on CPython and NumPy,
+not on memory safety.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SUPPRESSIONS = HERE / "memcheck.supp"
+#: memcheck error kinds that are memory-safety bugs (uninitialised values are not tracked here).
+FATAL = {"InvalidRead", "InvalidWrite", "InvalidFree", "MismatchedFree", "InvalidJump", "Overlap",
+         "InvalidMemPool", "FishyValue"}
+
+SEARCH_TINY = ["supernet.C=2", "supernet.layers=3", "schedule.rounds=1", "schedule.steps_per_epoch=1",
+               "data.limit=32", "data.batch_size=8", "data.eval_batches=1", "tensorboard=false",
+               "threads=1", "deterministic=true"]
+SEARCHES = {
+    "dcpnas-ggn": ["--method", "dcpnas"],
+    "dcpnas-exact": ["--method", "dcpnas", "--set", "objective.curvature=exact"],
+    "cpnas": ["--method", "cpnas"],
+    "cpnas-sample": ["--method", "cpnas-sample"],
+    "bnas": ["--method", "bnas"],
+    "darts": ["--method", "darts"],
+    "pc-darts": ["--method", "darts", "--set", "supernet.C=4", "supernet.partial_channels=4"],
+    "random": ["--method", "random"],
+}
+TRAIN_TINY = ["model.C=4", "model.layers=3", "data.batch_size=8", "data.train_limit=16", "data.test_limit=16",
+              "data.augment=false", "epochs=1", "step1_epochs=1", "bn_recalibration=1", "device=cpu",
+              "threads=1"]
+
+
+def _sets(items):
+    return [a for item in items for a in ("--set", item)]
+
+
+def workload(out: Path) -> int:
+    """Every path of the gate, in this process (run under valgrind by ``gate``)."""
+    from dcpnas.cli.main import main
+
+    def run(*argv: str) -> None:
+        t = time.perf_counter()
+        code = main(list(argv))
+        print(f"memcheck workload: {' '.join(argv[:2])} ... exit {code} in {time.perf_counter() - t:.0f} s",
+              flush=True)
+        if code != 0:
+            raise SystemExit(f"memcheck workload: {' '.join(argv)} exited {code}")
+
+    for name, extra in SEARCHES.items():
+        run("search", "--preset", "quick", "--quiet", "--out", str(out / f"search-{name}"),
+            *_sets(SEARCH_TINY), *extra)
+    train = out / "train"
+    run("train", "--preset", "quick", "-g", str(out / "search-dcpnas-ggn" / "genotype.json"),
+        "--out", str(train), *_sets(TRAIN_TINY))
+    run("eval", "-c", str(train / "model.pt"))
+    run("export", "-c", str(train / "model.pt"), "--out", str(out / "model.dcpnas"),
+        "--onnx", str(out / "model.onnx"))
+    run("eval", "-c", str(out / "model.dcpnas"))
+    return 0
+
+
+def _errors(xml_file: Path) -> list[tuple[str, str]]:
+    """(kind, first frames) of every error memcheck reported (suppressed ones are not listed)."""
+    root = ET.parse(xml_file).getroot()
+    found = []
+    for err in root.iter("error"):
+        kind = err.findtext("kind", "")
+        frames = [f.findtext("fn") or f.findtext("obj") or "?" for f in err.iter("frame")][:4]
+        what = err.findtext("what") or err.findtext("xwhat/text") or ""
+        found.append((kind, f"{what} at {' < '.join(frames)}"))
+    return found
+
+
+def gate(isas: list[str], keep: Path | None) -> int:
+    if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
+        print("memcheck: valgrind not found (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    work = keep or Path(tempfile.mkdtemp(prefix="dcpnas-memcheck-"))
+    procs = {}
+    for isa in isas:
+        env = dict(os.environ, PYTHONFAULTHANDLER="1")
+        env.pop("ONEDNN_MAX_CPU_ISA", None)
+        if isa != "default":
+            env["ONEDNN_MAX_CPU_ISA"] = isa
+        d = work / isa
+        d.mkdir(parents=True, exist_ok=True)
+        cmd = ["valgrind", "--tool=memcheck", "--undef-value-errors=no", "--leak-check=no",
+               f"--suppressions={SUPPRESSIONS}", "--xml=yes", f"--xml-file={d / 'memcheck.xml'}",
+               "--error-limit=no", sys.executable, str(Path(__file__).resolve()), "--workload", str(d / "runs")]
+        log = open(d / "workload.log", "w")
+        procs[isa] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log, time.time(), d)
+    failed = False
+    for isa, (proc, log, start, d) in procs.items():
+        code = proc.wait()
+        log.close()
+        errors = _errors(d / "memcheck.xml") if (d / "memcheck.xml").exists() else []
+        fatal = [e for e in errors if e[0] in FATAL]
+        print(f"memcheck [{isa}]: workload exit {code}, {len(fatal)} invalid accesses/frees "
+              f"({len(errors)} reports in all), {time.time() - start:.0f} s")
+        for kind, where in fatal[:10]:
+            print(f"  {kind}: {where}")
+        if code != 0 or fatal:
+            failed = True
+            print(f"  log: {d / 'workload.log'}; report: {d / 'memcheck.xml'}")
+            print("  " + "\n  ".join((d / "workload.log").read_text().splitlines()[-15:]))
+    return 1 if failed else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--isa", nargs="+", default=["default", "AVX2"],
+                   help="oneDNN ISAs to run (default: the host's and AVX2)")
+    p.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
+    p.add_argument("--workload", type=Path, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.workload:
+        return workload(a.workload)
+    return gate(a.isa, a.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
