@@ -53,8 +53,9 @@ def _sets(items):
     return [a for item in items for a in ("--set", item)]
 
 
-def workload(out: Path) -> int:
-    """Every path of the gate, in this process (run under valgrind by ``gate``)."""
+def workload(out: Path, only: list[str] | None = None) -> int:
+    """Every path of the gate (or the searches named in ``only``), in this process (run under
+    valgrind by ``gate``)."""
     from dcpnas.cli.main import main
 
     def run(*argv: str) -> None:
@@ -66,8 +67,12 @@ def workload(out: Path) -> int:
             raise SystemExit(f"memcheck workload: {' '.join(argv)} exited {code}")
 
     for name, extra in SEARCHES.items():
+        if only and name not in only:
+            continue
         run("search", "--preset", "quick", "--quiet", "--out", str(out / f"search-{name}"),
             *_sets(SEARCH_TINY), *extra)
+    if only:
+        return 0
     train = out / "train"
     run("train", "--preset", "quick", "-g", str(out / "search-dcpnas-ggn" / "genotype.json"),
         "--out", str(train), *_sets(TRAIN_TINY))
@@ -90,14 +95,16 @@ def _errors(xml_file: Path) -> list[tuple[str, str]]:
     return found
 
 
-def gate(isas: list[str], keep: Path | None) -> int:
+def gate(isas: list[str], keep: Path | None, only: list[str] | None = None) -> int:
     if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
         print("memcheck: valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return 2
     work = keep or Path(tempfile.mkdtemp(prefix="dcpnas-memcheck-"))
     procs = {}
     for isa in isas:
-        env = dict(os.environ, PYTHONFAULTHANDLER="1")
+        # One OpenMP thread: valgrind runs one thread at a time, and idle OpenMP workers spinning
+        # for work starve the one that has it (the package's paths are the same at any count).
+        env = dict(os.environ, PYTHONFAULTHANDLER="1", OMP_NUM_THREADS="1")
         env.pop("ONEDNN_MAX_CPU_ISA", None)
         if isa != "default":
             env["ONEDNN_MAX_CPU_ISA"] = isa
@@ -105,7 +112,8 @@ def gate(isas: list[str], keep: Path | None) -> int:
         d.mkdir(parents=True, exist_ok=True)
         cmd = ["valgrind", "--tool=memcheck", "--undef-value-errors=no", "--leak-check=no",
                f"--suppressions={SUPPRESSIONS}", "--xml=yes", f"--xml-file={d / 'memcheck.xml'}",
-               "--error-limit=no", sys.executable, str(Path(__file__).resolve()), "--workload", str(d / "runs")]
+               "--error-limit=no", sys.executable, str(Path(__file__).resolve()), "--workload", str(d / "runs"),
+               *(["--only", *only] if only else [])]
         log = open(d / "workload.log", "w")
         procs[isa] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log, time.time(), d)
     failed = False
@@ -130,11 +138,13 @@ def main() -> int:
     p.add_argument("--isa", nargs="+", default=["default", "AVX2"],
                    help="oneDNN ISAs to run (default: the host's and AVX2)")
     p.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
+    p.add_argument("--only", nargs="+", choices=tuple(SEARCHES),
+                   help="only these searches (no training, eval or export): a quick look at one path")
     p.add_argument("--workload", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.workload:
-        return workload(a.workload)
-    return gate(a.isa, a.keep)
+        return workload(a.workload, a.only)
+    return gate(a.isa, a.keep, a.only)
 
 
 if __name__ == "__main__":
