@@ -253,7 +253,7 @@ def test_search_logs_every_diagnostic(tmp_path, tiny_npz):
 
 
 def test_a_diverged_search_stops_with_one_line(tmp_path, tiny_npz):
-    """darts at optim.w.lr=1e6 used to finish with exit 0 at a loss of 1e16 (issue 11)."""
+    """darts at optim.w.lr=1e6 diverges (a loss of 1e16 if unchecked) and stops with exit 2."""
     import subprocess
     import sys
 
