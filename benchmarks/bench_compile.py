@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Does ``torch.compile`` change the Child ÷ Parent cost? One mixed op (edge) of each supernet,
-eager against compiled, interleaved (issue 9, item 3).
+eager against compiled, interleaved.
 
 Per supernet (Parent: real ops, Child: 1-bit ops; the search's non-affine BN, channels-last) one
 ``MixedOp`` is timed in two passes: ``full`` (forward, backward into every weight and the mixing
@@ -14,30 +14,16 @@ never assert on time.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from dcpnas.space.mixed import MixedOp  # noqa: E402
-from dcpnas.space.primitives import PRIMITIVES, OpStyle  # noqa: E402
-
-PASSES = ("full", "alpha")
-
-
-def run_pass(op, x, w, kind: str) -> None:
-    y = op(x, w)
-    if kind == "full":
-        y.backward(torch.ones_like(y))
-    else:
-        torch.autograd.grad(y.sum(), [w])
+from _common import PASSES, edge_arguments, run_pass, set_up
+from dcpnas.space.mixed import MixedOp
+from dcpnas.space.primitives import PRIMITIVES, OpStyle
 
 
 def measure(kind: str, args) -> dict:
@@ -67,31 +53,11 @@ def measure(kind: str, args) -> dict:
     return {"compile_s": compile_s, **{p: (med[(p, "eager")], med[(p, "compiled")]) for p in PASSES}}
 
 
-def edge_arguments(doc: str, repeats: int) -> argparse.ArgumentParser:
-    """The one-edge benchmarks' command line: edge size, repeats and threads."""
-    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--C", type=int, default=8)
-    ap.add_argument("--stride", type=int, default=1, choices=(1, 2))
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=repeats)
-    ap.add_argument("--threads", type=int, default=1)
-    return ap
-
-
-def set_up(args) -> None:
-    """Threads, and glibc malloc tuned as the ``dcpnas`` command runs (utils/allocator.py): with
-    the defaults a Child edge's fresh buffers page-fault every pass (README, search round)."""
-    from dcpnas.utils.allocator import tune_cpu_allocator
-    tune_cpu_allocator()
-    torch.set_num_threads(args.threads)
-
-
 def main(argv=None) -> None:
     ap = edge_arguments(__doc__, repeats=10)
     ap.add_argument("--backend", default="inductor", help="torch.compile backend (tests: aot_eager)")
     args = ap.parse_args(argv)
-    set_up(args)
+    set_up(args.threads)
     res = {kind: measure(kind, args) for kind in ("parent", "child")}
     print(f"torch={torch.__version__} backend={args.backend} threads={args.threads} C={args.C} "
           f"stride={args.stride} input={args.batch}×{args.C}×{args.size}² repeats={args.repeats} (medians)\n")

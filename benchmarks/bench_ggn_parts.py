@@ -26,18 +26,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from bench_search_step import build  # noqa: E402
-from dcpnas.search import child_objective_per_sample, discrepancy_direction, parent_forward  # noqa: E402
-from dcpnas.search.curvature import (fresh_ggn_product, jacobian_vector_product,  # noqa: E402
+from _common import build_supernets, set_up
+from dcpnas.search import child_objective_per_sample, discrepancy_direction, parent_forward
+from dcpnas.search.curvature import (fresh_ggn_product, jacobian_vector_product,
                                      logit_hessian_product)
 
 
@@ -88,11 +83,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", metavar="PART", help="profile one part instead of timing")
     args = ap.parse_args()
-    from dcpnas.utils.allocator import tune_cpu_allocator
-    tune_cpu_allocator()
-    torch.set_num_threads(args.threads)
+    set_up(args.threads)
     cl = torch.channels_last
-    parent, child = (n.to(memory_format=cl) for n in build(args.C, args.layers, 10,
+    parent, child = (n.to(memory_format=cl) for n in build_supernets(args.C, args.layers, 10,
                                                              torch.device("cpu"), torch.float32))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=g).contiguous(memory_format=cl)

@@ -2,7 +2,7 @@
 """The CPU fast paths of ``dcpnas.kernels`` against torch's native kernels, op by op.
 
 For each shape: forward + backward of the op (batch statistics for BN), channels-last input, the
-native and the fast path timed round-robin (``bench_search_step.time_steps``), medians; plus NCHW
+native and the fast path timed round-robin (``_common.time_steps``), medians; plus NCHW
 native BN for reference. BN runs twice: with a channels-last gradient and with an NCHW one (what
 the global pool's and FactorizedReduce's backward hand back inside a network). The shapes are those
 of the ``fashion-mnist`` train preset (C 8, batch 256, 28×28) and search supernet (C 4, batch 64,
@@ -19,23 +19,17 @@ temporary of these sizes is page-faulted in again, which dwarfs some kernels' ow
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from bench_search_step import time_steps  # noqa: E402
-
-from dcpnas.binary import hard_sign  # noqa: E402
-from dcpnas.kernels import BatchNorm2d, conv2d, native_kernels  # noqa: E402
-from dcpnas.space.mixed import MixedOp  # noqa: E402
-from dcpnas.space.ops import PReLU  # noqa: E402
-from dcpnas.space.primitives import PRIMITIVES, OpStyle  # noqa: E402
-from dcpnas.utils.allocator import tune_cpu_allocator  # noqa: E402
+from _common import time_steps
+from dcpnas.binary import hard_sign
+from dcpnas.kernels import BatchNorm2d, conv2d, native_kernels
+from dcpnas.space.mixed import MixedOp
+from dcpnas.space.ops import PReLU
+from dcpnas.space.primitives import PRIMITIVES, OpStyle
+from dcpnas.utils.allocator import tune_cpu_allocator
 
 CL = torch.channels_last
 BN_SHAPES = [(256, 8, 28, 28), (256, 16, 14, 14), (256, 32, 7, 7), (64, 4, 14, 14), (64, 8, 7, 7),

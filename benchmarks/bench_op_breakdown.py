@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Where the Parent pair's and the Child pair's time goes, op by op (issue 9, item 3).
+"""Where the Parent pair's and the Child pair's time goes, op by op.
 
-Builds one method's supernets exactly as ``bench_search_round.py`` does (same seed, batches and
-channels-last layout), warms up, then per part (Parent pair, Child pair) runs it once plainly and
+Builds one method's supernets exactly as ``bench_search_round.py`` does (``_common.build_round``:
+same seed, batches and channels-last layout), warms up, then per part (Parent pair, Child pair) runs it once plainly and
 once under a ``TorchDispatchMode`` that times every aten call. Prints, per aten op, the time and
 the number of calls in each part, and a last row ``outside aten ops``: the plain wall time less
 the ops' time, i.e. Python (modules, the ``autograd.Function``s), the autograd engine and
@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_search_round as rounds  # noqa: E402  (puts src/ on the path too)
+from _common import ROUND_VARIANTS, add_size_arguments, build_round, run_pair, set_up
 
 
 class OpTimer(TorchDispatchMode):
@@ -48,30 +44,28 @@ class OpTimer(TorchDispatchMode):
 def breakdown(pairs, batch, warmup: int):
     for _ in range(warmup):
         for steps in pairs.values():
-            rounds.run_pair(steps, batch)
+            run_pair(steps, batch)
     result = {}
     for part, steps in pairs.items():
         t0 = time.perf_counter()
-        rounds.run_pair(steps, batch)
+        run_pair(steps, batch)
         wall = time.perf_counter() - t0
         timer = OpTimer()
         with timer:
-            rounds.run_pair(steps, batch)
+            run_pair(steps, batch)
         result[part] = (wall, dict(timer.stats))
     return result
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", default="cpnas", choices=list(rounds.VARIANTS))
-    rounds.add_size_arguments(ap)
+    ap.add_argument("--variant", default="cpnas", choices=list(ROUND_VARIANTS))
+    add_size_arguments(ap)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rows", type=int, default=25)
     args = ap.parse_args(argv)
-    from dcpnas.utils.allocator import tune_cpu_allocator
-    tune_cpu_allocator()
-    torch.set_num_threads(args.threads)
-    pairs, batch = rounds.build(args.variant, args, torch.device("cpu"))
+    set_up(args.threads)
+    pairs, batch = build_round(args.variant, args, torch.device("cpu"))
     result = breakdown(pairs, batch, args.warmup)
     parts = list(result)
     ops = sorted({k for _, s in result.values() for k in s},

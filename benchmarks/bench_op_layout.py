@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What each part of the 1-bit op layout costs: one Child edge with one part removed at a time,
-against the Parent's edge, interleaved (issue 9, item 3: decision input, not a search option).
+against the Parent's edge, interleaved (a cost attribution, not a search option).
 
 The 1-bit sep/dil block (``space/ops.py``, the official DCP-NAS layout) is BN → binary conv →
 BN → PReLU → binary conv → BN (+ identity shortcut at stride 1) → PReLU; the real one (DARTS) is
@@ -14,7 +14,7 @@ only); medians; glibc malloc tuned as ``dcpnas`` runs; tests never assert on tim
     python benchmarks/bench_op_layout.py [--C 8 --stride 1 --size 32 --batch 32 --repeats 15]
 
 ``--round child "no mid BN" ...`` times, instead, CP-NAS's Parent and Child pairs at the search size
-(``bench_search_round.py``'s supernets and batch) with the whole Child supernet edited so:
+(the round benchmark's supernets and batch, ``_common.build_round``) with the whole Child supernet edited so:
 
     python benchmarks/bench_op_layout.py --round child "no mid BN" "no mid BN + PReLU" --repeats 7
 """
@@ -23,22 +23,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_compile import PASSES, edge_arguments, run_pass, set_up  # noqa: E402
-from dcpnas.binary import binary_convs  # noqa: E402
-from dcpnas.space.mixed import MixedOp  # noqa: E402
-from dcpnas.space.ops import DilConv  # noqa: E402
-from dcpnas.space.primitives import PRIMITIVES, OpStyle  # noqa: E402
+from _common import PASSES, build_round, edge_arguments, run_pair, run_pass, set_up
+from dcpnas.binary import binary_convs
+from dcpnas.space.mixed import MixedOp
+from dcpnas.space.ops import DilConv
+from dcpnas.space.primitives import PRIMITIVES, OpStyle
 
 # DilConv.op positions in the 1-bit layout: 0 BN (input stage), 1 depthwise, 2 BN, 3 PReLU,
 # 4 pointwise, 5 BN; DilConv.act is the output PReLU.
@@ -118,21 +113,20 @@ def measure(args) -> dict:
 
 def measure_round(args) -> dict:
     """{(variant, pair): median ms}: CP-NAS's Parent and Child pairs at the search size, the Child
-    supernet edited as ``VARIANTS[variant]`` (``bench_search_round.build``), interleaved."""
-    import bench_search_round as rounds
+    supernet edited as ``VARIANTS[variant]`` (``_common.build_round``), interleaved."""
     size = argparse.Namespace(C=args.C, layers=args.layers, batch=args.batch, size=args.size,
                               channels=3, overrides=[])
-    built = {name: rounds.build("cpnas", size, torch.device("cpu"), VARIANTS[name])
+    built = {name: build_round("cpnas", size, torch.device("cpu"), VARIANTS[name])
              for name in args.round}
     times = {(name, pair): [] for name, (pairs, _) in built.items() for pair in pairs}
     for pairs, batch in built.values():                   # warm-up
         for steps in pairs.values():
-            rounds.run_pair(steps, batch)
+            run_pair(steps, batch)
     for _ in range(args.repeats):
         for name, (pairs, batch) in built.items():
             for pair, steps in pairs.items():
                 t = time.perf_counter()
-                rounds.run_pair(steps, batch)
+                run_pair(steps, batch)
                 times[(name, pair)].append(time.perf_counter() - t)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
@@ -156,7 +150,7 @@ def main(argv=None) -> None:
                          "supernet edited as each VARIANT (e.g. child 'no mid BN + PReLU')")
     ap.add_argument("--layers", type=int, default=5, help="cells, with --round")
     args = ap.parse_args(argv)
-    set_up(args)
+    set_up(args.threads)
     if args.round:
         print_round(args, measure_round(args))
         return

@@ -13,7 +13,8 @@ the steps interleaved round-robin so machine load affects them alike):
 
 and prints a markdown table with ratios to darts-1st and to cp-nas. Then, on a small float64
 supernet pair, the cosine between each approximate curvature product and the exact one, for the
-direction v = ∂D/∂g_C that the step uses. Issue targets: fisher ≤ 1.3× cp-nas; exact ≤ 4× darts-1st.
+direction v = ∂D/∂g_C that the step uses. The table marks two cost targets: fisher ≤ 1.3× cp-nas;
+exact ≤ 4× darts-1st.
 
     python benchmarks/bench_search_step.py [--C 8 --layers 5 --batch 32 --repeats 5 --device cpu]
 """
@@ -22,27 +23,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from dcpnas.search import child_arch_gradient, parent_forward  # noqa: E402
-from dcpnas.search.curvature import GGN  # noqa: E402
-from dcpnas.space import Supernet  # noqa: E402
+from _common import build_supernets, time_steps
+from dcpnas.search import child_arch_gradient, parent_forward
+from dcpnas.search.curvature import GGN
 
 TARGETS = {"dcp-nas fisher K=1": ("cp-nas", 1.3), "dcp-nas exact": ("darts-1st", 4.0)}
-
-
-def build(C, layers, classes, device, dtype, seed=0):
-    torch.manual_seed(seed)
-    parent = Supernet("parent", in_channels=3, num_classes=classes, C=C, layers=layers)
-    child = Supernet("child", in_channels=3, num_classes=classes, C=C, layers=layers)
-    return parent.to(device, dtype), child.to(device, dtype)
 
 
 def step_functions(parent, child, x, y, lam):
@@ -87,29 +76,6 @@ def step_functions(parent, child, x, y, lam):
     }
 
 
-def time_steps(steps, device, warmup, repeats, before=None):
-    """Median and min seconds per step. The steps are interleaved round-robin over the repeats,
-    so load changes on a shared machine hit every step alike (the ratios are what matter)."""
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    samples = {name: [] for name in steps}
-    for _ in range(warmup):
-        for name, fn in steps.items():
-            before and before(name)
-            fn()
-    sync()
-    for _ in range(repeats):
-        for name, fn in steps.items():
-            before and before(name)
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            samples[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(t), min(t)) for name, t in samples.items()}
-
-
 def curvature_cosines(args, device):
     """cos(product_mode, product_exact) and norm ratios for v = ∂D/∂g_C (fro) on a small float64
     pair, at the Parent's targets and near fit (targets = the Child's logits + 0.05·noise, where
@@ -117,7 +83,7 @@ def curvature_cosines(args, device):
     from dcpnas.search import (ChildGraph, child_objective_per_sample, consistent_derivatives,
                                curvature_product, discrepancy_direction)
 
-    parent, child = build(args.small_C, args.small_layers, args.classes, device, torch.float64,
+    parent, child = build_supernets(args.small_C, args.small_layers, args.classes, device, torch.float64,
                           seed=1)
     g = torch.Generator(device="cpu").manual_seed(2)
     x = torch.randn(args.small_batch, 3, args.size, args.size, generator=g,
@@ -265,7 +231,7 @@ def main(argv=None):
 
     if args.from_run:
         return subbatch_from_run(args, device)
-    parent, child = build(args.C, args.layers, args.classes, device, torch.float32)
+    parent, child = build_supernets(args.C, args.layers, args.classes, device, torch.float32)
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=g).to(device)
     y = torch.randint(0, args.classes, (args.batch,), generator=g).to(device)

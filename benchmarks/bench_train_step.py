@@ -10,7 +10,7 @@ which lands between the two (its page faults per step show where), so that row b
 from above.
 
 One step = forward + cross-entropy + backward + AdamW update on one fixed batch. The variants are
-timed round-robin (``bench_search_step.time_steps``), so machine load hits them alike; the table
+timed round-robin (``_common.time_steps``), so machine load hits them alike; the table
 gives medians and ratios to the real-valued step.
 
     python benchmarks/bench_train_step.py [--genotype DDPNAS_MCN_2 --C 4 --layers 4 --batch 256 --size 28]
@@ -22,23 +22,17 @@ import argparse
 import copy
 import resource
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from bench_search_step import time_steps  # noqa: E402
-
-import dcpnas.binary.layers as binary_layers  # noqa: E402
-from dcpnas.binary import approx_sign, weight_sign  # noqa: E402
-from dcpnas.kernels import native_kernels  # noqa: E402
-from dcpnas.space.genotype import load_genotype  # noqa: E402
-from dcpnas.space.network import build_network  # noqa: E402
-from dcpnas.utils.allocator import restore_default_allocator, tune_cpu_allocator  # noqa: E402
+import dcpnas.binary.layers as binary_layers
+from _common import time_steps
+from dcpnas.binary import approx_sign, weight_sign
+from dcpnas.kernels import native_kernels
+from dcpnas.space.genotype import load_genotype
+from dcpnas.space.network import build_network
+from dcpnas.utils.allocator import restore_default_allocator, tune_cpu_allocator
 
 
 def _detach_trick(surrogate):

@@ -16,18 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from dcpnas.search import resolve_search_config  # noqa: E402
-from dcpnas.search.inputs import SearchData  # noqa: E402
-from dcpnas.search.methods import MethodContext, build_method  # noqa: E402
-from dcpnas.data import DeviceBatches, load_dataset, search_split  # noqa: E402
+from dcpnas.data import DeviceBatches, load_dataset, search_split
+from dcpnas.search import resolve_search_config
+from dcpnas.search.inputs import SearchData
+from dcpnas.search.methods import MethodContext, build_method
 
 SIZES = {"quick": (1, 14), "fashion-mnist": (1, 28), "cifar10": (3, 32)}
 

@@ -1,8 +1,8 @@
 """Suite-wide test settings.
 
 One intra-op thread per test process: the suite runs under pytest-xdist (one worker per core) and
-several tests spawn gloo process pairs, so more threads only oversubscribe the cores (measured:
-a tiny supernet forward took 23 s with 2 threads under load against 0.3 s with 1).
+several tests spawn gloo process pairs, so more threads only oversubscribe the cores (a tiny supernet
+forward is then many times slower).
 """
 
 import torch
@@ -12,6 +12,16 @@ torch.set_num_threads(1)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for the modules that use it (``pytestmark``), whatever an earlier test in
+    the process set; the previous count is restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,12 @@
-"""The op-breakdown benchmark counts what runs and prints its table (no timing is asserted)."""
+"""The benchmarks count what runs and print their tables (no timing is asserted). ``benchmarks/`` is
+on the tests' import path (``pythonpath`` in pyproject.toml), as it is for a script run from it."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_op_breakdown  # noqa: E402
+import _common
+import bench_op_breakdown
 
 
 def test_op_timer_counts_each_aten_call():
@@ -78,7 +75,6 @@ def test_op_layout_round_edits_the_child_supernet_it_times(capsys):
     import argparse
 
     import bench_op_layout
-    import bench_search_round
     from dcpnas.kernels import BatchNorm2d
     from dcpnas.utils.modules import modules_of_type
 
@@ -90,11 +86,11 @@ def test_op_layout_round_edits_the_child_supernet_it_times(capsys):
         seen["net"] = net
 
     tiny = argparse.Namespace(C=4, layers=3, batch=4, size=8, channels=3, overrides=[])
-    pairs, batch = bench_search_round.build("cpnas", tiny, torch.device("cpu"), edit)
+    pairs, batch = _common.build_round("cpnas", tiny, torch.device("cpu"), edit)
     after = len(modules_of_type(seen["net"], BatchNorm2d))
     assert 0 < after < seen["before"]
     for steps in pairs.values():
-        bench_search_round.run_pair(steps, batch)               # the edited pairs run
+        _common.run_pair(steps, batch)               # the edited pairs run
     bench_op_layout.main(["--round", "child", "no mid BN", "--C", "4", "--layers", "3", "--batch", "4",
                           "--size", "8", "--repeats", "1"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]

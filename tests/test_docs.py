@@ -1,5 +1,6 @@
-"""The repository is self-contained: every document the README and the code cite is in it, and every
-``docs/METHOD.md#anchor`` they cite exists."""
+"""The repository is self-contained: every document the README and the code cite is in it, every
+``docs/METHOD.md#anchor`` they cite exists, and every relative link of a Markdown document leads to a
+file and anchor that exist."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*ROOT.glob("src/dcpnas/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("examples/*.py"),
-                  *ROOT.glob("benchmarks/*.py"), ROOT / "README.md", *ROOT.glob("docs/*.md")])
+                  *ROOT.glob("benchmarks/*.py"), ROOT / "README.md", *ROOT.glob("docs/*.md"),
+                  *ROOT.glob("benchmarks/*.md"), *ROOT.glob("examples/**/*.md")])
 SOURCES = [p for p in SOURCES if p != Path(__file__).resolve()]
-# How the outside method notes used to be cited ("method D.1", "(D.4, ...)", "§5.4"; the book's §4.4 is
+# How outside method notes would be cited ("method D.1", "(D.4, ...)", "§5.4"; the book's §4.4 is
 # a reference, not a document).
 OUTSIDE = re.compile(r"shared/docs|dcpnas-method|method (D\.|§|sections? |\d)|\(section \d|\.\./shared|\bD\.\d|§(?!4\.4)\d")
 
@@ -42,3 +44,26 @@ def test_every_cited_method_anchor_exists():
 def test_each_decision_letter_has_its_heading(letter):
     text = (ROOT / "docs" / "METHOD.md").read_text(encoding="utf-8")
     assert re.search(rf"^### Decision {letter} — ", text, re.M)
+
+
+def anchors_of(path: Path) -> set[str]:
+    """Explicit ``<a id>`` anchors and GitHub's heading slugs of a Markdown file."""
+    text = path.read_text(encoding="utf-8")
+    slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+             for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    return set(re.findall(r'<a id="([^"]+)"></a>', text)) | slugs
+
+
+def test_every_relative_markdown_link_resolves():
+    broken = []
+    for doc in [p for p in SOURCES if p.suffix == ".md"]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue                                    # https:, mailto:
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in anchors_of(file):
+                broken.append(f"{doc.relative_to(ROOT)}: {target} (no such anchor)")
+    assert not broken, "\n".join(broken)

@@ -17,7 +17,8 @@ from dcpnas.binary import BinaryConv2d, binary_convs
 from dcpnas.errors import DataError, DcpnasError
 from dcpnas.space.named import DDPNAS_MCN_2
 from dcpnas.train.checkpoint import save_model
-from dcpnas.train.export import MAGIC, export_packed, load_packed, read_packed
+from dcpnas.train.export import MAGIC, export_packed
+from dcpnas.train.modelfile import load_packed, read_packed
 from dcpnas.train.onnx_export import FoldedBinaryConv2d, export_onnx, fold_for_inference
 from dcpnas.train.spec import ModelSpec
 
@@ -145,9 +146,9 @@ def test_folded_network_has_constant_pm_beta_weights_and_same_logits():
 
 def _ort_logits(path, x):
     ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["images"]
-    return session.run(["logits"], {"images": x.numpy()})[0]
+    inference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in inference.get_inputs()] == ["images"]
+    return inference.run(["logits"], {"images": x.numpy()})[0]
 
 
 def test_onnx_export_of_a_real_network_matches(tmp_path):

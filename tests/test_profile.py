@@ -16,13 +16,7 @@ from dcpnas.space import Supernet
 from dcpnas.space.network import DerivedNetwork
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two intra-op threads on the shared 2-core machine are many times slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def hand_net():

@@ -1,5 +1,6 @@
-"""Every ``dcpnas …`` line in the README's ```bash blocks parses with the real CLI, and its settings
-resolve to a valid config: a wrong option, a mistyped key or a bad value in an example fails here.
+"""Every ``dcpnas …`` line in the ```bash blocks of the documents (README, docs/, benchmarks/README.md)
+parses with the real CLI, and its settings resolve to a valid config: a wrong option, a mistyped key
+or a bad value in an example fails here. Every ``python PATH.py`` they show names a file that exists.
 
 Nothing runs: each line goes through the subcommand's argparse parser (the one ``dcpnas`` builds),
 and for ``search`` / ``train`` its preset and ``--set`` overrides are resolved and validated exactly
@@ -16,14 +17,16 @@ import pytest
 from dcpnas.cli.main import build_parser
 from dcpnas.errors import DcpnasError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md",
+             ROOT / "examples" / "genotypes" / "README.md"]
 
 
 def readme_commands(text: str) -> list[tuple[int, list[str]]]:
     """(line number, argv after ``dcpnas``) for each dcpnas command in the ```bash blocks of ``text``.
 
-    A command is a line whose first word is ``dcpnas`` or that runs ``-m dcpnas`` (torchrun, python);
-    trailing ``# comments`` are dropped.
+    A command is a line whose first word is ``dcpnas`` (after an optional ``time``) or that runs
+    ``-m dcpnas`` (torchrun, python); trailing ``# comments`` are dropped.
     """
     found, in_bash = [], False
     for number, line in enumerate(text.splitlines(), 1):
@@ -34,6 +37,8 @@ def readme_commands(text: str) -> list[tuple[int, list[str]]]:
         if not in_bash:
             continue
         words = shlex.split(line, comments=True)
+        if words[:1] == ["time"]:
+            words = words[1:]
         if words[:1] == ["dcpnas"]:
             found.append((number, words[1:]))
         elif "-m" in words and words[words.index("-m") + 1:][:1] == ["dcpnas"]:
@@ -66,18 +71,41 @@ def check_command(argv: list[str]) -> None:
                        overrides=overrides)
 
 
-COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
+def script_paths(text: str) -> list[str]:
+    """The ``python PATH.py`` scripts named in the ```bash blocks of ``text``."""
+    found, in_bash = [], False
+    for line in text.splitlines():
+        fence = line.strip()
+        if fence.startswith("```"):
+            in_bash = not in_bash and fence[3:].strip() == "bash"
+            continue
+        words = shlex.split(line, comments=True) if in_bash else []
+        if words[:1] == ["python"] and words[1:2] and words[1].endswith(".py"):
+            found.append(words[1])
+    return found
 
 
-def test_the_readme_has_commands():
-    subcommands = {argv[0] for _, argv in COMMANDS}
-    assert {"search", "train", "eval", "export", "profile", "genotype"} <= subcommands
+COMMANDS = [(doc.relative_to(ROOT).as_posix(), n, argv) for doc in DOCUMENTS
+            for n, argv in readme_commands(doc.read_text(encoding="utf-8"))]
 
 
-@pytest.mark.parametrize("argv", [argv for _, argv in COMMANDS],
-                         ids=[f"L{n}:{' '.join(argv)[:70]}" for n, argv in COMMANDS])
-def test_readme_command_parses(argv):
+def test_the_documents_have_commands():
+    subcommands = {argv[0] for _, _, argv in COMMANDS}
+    assert {"search", "train", "eval", "export", "profile", "genotype", "study", "demo"} <= subcommands
+    assert {doc for doc, _, _ in COMMANDS} >= {"README.md", "docs/RESULTS.md"}
+
+
+@pytest.mark.parametrize("argv", [argv for _, _, argv in COMMANDS],
+                         ids=[f"{doc}:L{n}:{' '.join(argv)[:70]}" for doc, n, argv in COMMANDS])
+def test_documented_command_parses(argv):
     check_command(argv)
+
+
+def test_documented_scripts_exist():
+    scripts = {path for doc in DOCUMENTS for path in script_paths(doc.read_text(encoding="utf-8"))}
+    assert "benchmarks/bench_search_round.py" in scripts
+    missing = sorted(path for path in scripts if not (ROOT / path).is_file())
+    assert not missing, missing
 
 
 @pytest.mark.parametrize("broken", [
@@ -100,6 +128,6 @@ def test_set_takes_several_pairs_and_repeats():
 
 
 def test_comment_and_fence_handling():
-    text = "```bash\nmake demo   # not dcpnas\ndcpnas eval --checkpoint m.pt  # a comment\n```\n" \
-           "```python\ndcpnas search --bogus\n```\n"
-    assert readme_commands(text) == [(3, ["eval", "--checkpoint", "m.pt"])]
+    text = "```bash\nmake demo   # not dcpnas\ndcpnas eval --checkpoint m.pt  # a comment\n" \
+           "time dcpnas genotype list\n```\n```python\ndcpnas search --bogus\n```\n"
+    assert readme_commands(text) == [(3, ["eval", "--checkpoint", "m.pt"]), (4, ["genotype", "list"])]

@@ -1,4 +1,4 @@
-"""The adversarial sweep of issue 11 as tests: every bad input is one line ``dcpnas: error: …``, exit 2,
+"""An adversarial sweep as tests: every bad input is one line ``dcpnas: error: …``, exit 2,
 no traceback, and leaves every run directory as it was; run directories are owned; a checkpoint is
 finite before it is saved; every write failure names the path, the reason and what was kept.
 
@@ -173,7 +173,8 @@ def test_a_huge_learning_rate_stops_before_saving_a_non_finite_state(capsys, tin
 
 
 def test_search_state_check_names_the_previous_checkpoint(capsys, tiny_npz, tmp_path, monkeypatch):
-    """Only losses used to be checked: a BatchNorm running_var of inf was saved as 'last good'."""
+    """Every tensor of the state is checked, not only the losses: a BatchNorm running_var of inf is
+    not saved as 'last good'."""
     from dcpnas.search import loop
     from dcpnas.search.checkpoint import load_search_checkpoint
     from dcpnas.utils.finite import first_non_finite

@@ -57,7 +57,7 @@ def test_teacher_uses_batch_statistics_and_leaves_running_ones_untouched():
         plain = P.net(x)
     assert torch.allclose(logits, plain, atol=1e-6)
     assert not all(torch.equal(before[k], v) for k, v in _bn_buffers(P.net).items())
-    # ... and differ from the eval-mode (running statistics) forward of the old default.
+    # ... and differ from the eval-mode (running statistics) forward.
     with teaching(P.net, "running"), torch.no_grad():
         running = P.net(x)
     assert not torch.allclose(logits, running, atol=1e-3)
@@ -253,7 +253,7 @@ def test_search_logs_every_diagnostic(tmp_path, tiny_npz):
 
 
 def test_a_diverged_search_stops_with_one_line(tmp_path, tiny_npz):
-    """darts at optim.w.lr=1e6 used to finish with exit 0 at a loss of 1e16 (issue 11)."""
+    """darts at optim.w.lr=1e6 diverges (a loss of 1e16 if unchecked) and stops with exit 2."""
     import subprocess
     import sys
 

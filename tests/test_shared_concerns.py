@@ -1,6 +1,6 @@
-"""One module per cross-cutting concern (issue 10, item 4 and 6): search and training share the run
-state, the non-finite guard, the BN-sync policy, atomic files and the model-file readers, and evaluate
-and export no longer import each other."""
+"""One module per cross-cutting concern: search and training share the run state, the non-finite
+guard, the BN-sync policy, atomic files and the model-file readers, and evaluate and export do not
+import each other."""
 
 from __future__ import annotations
 

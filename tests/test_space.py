@@ -24,13 +24,7 @@ from dcpnas.space.primitives import OpStyle
 D = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two intra-op threads on the shared 2-core machine are many times slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_supernet(kind="child", layout="cifar", dtype=torch.float32, seed=0, **kw):

@@ -56,7 +56,7 @@ def run_demo(out, *, search_preset: str = "quick", train_preset: str = "quick", 
     packed = export_packed(out / "train-1bit" / "model.pt", out / "export" / "model.dcpnas")
     onnx_path = None
     try:
-        from .train.evaluate import load_model
+        from .train.modelfile import load_model
 
         model, spec, _ = load_model(out / "train-1bit" / "model.pt")
         onnx_path = str(export_onnx(model, out / "export" / "model.onnx",

@@ -3,9 +3,9 @@
 The forward value is the exact sign (sign(0) = +1); the backward is a surrogate's derivative. Each
 binariser is an ``autograd.Function`` whose backward and ``jvp`` are written in plain, differentiable
 torch ops, so double backward (the exact curvature mode), forward-mode AD (the Gauss-Newton mode)
-and ``torch.func`` transforms all see the surrogate. One where forward and one product backward
-replace the ``surrogate + (sign − surrogate).detach()`` form and its half-dozen elementwise kernels
-per pass: a 1-bit CPU training step is 1.06–1.13× faster (``benchmarks/bench_train_step.py``).
+and ``torch.func`` transforms all see the surrogate. They also take fewer elementwise kernels per
+pass than the ``surrogate + (sign − surrogate).detach()`` form (benchmarks/README.md,
+"bench_train_step.py").
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ def hard_sign(x: torch.Tensor) -> torch.Tensor:
     """sign(x) with sign(0) = +1, so every output is exactly ±1 (a 1-bit value).
 
     copysign(1, x + 0): adding +0 turns −0 into +0, so this is ``where(x >= 0, 1, −1)`` for every
-    number (tests/test_binary.py), in two vectorised float kernels; on CPU the comparison (a bool
-    tensor) and ``where`` cost 5× as much (``benchmarks/bench_kernels.py``, 256×8×28×28: 6.33
-    against 1.25 ms at 2 threads, 10.61 against 2.07 at 1).
-    A NaN keeps its sign bit (``where`` gave −1): either way a ±1 that hides it.
+    number (tests/test_binary.py), in two float kernels; on CPU a bool comparison and ``where``
+    cost several times as much (benchmarks/README.md, "bench_kernels.py").
+    A NaN keeps its sign bit (``where`` gives −1): either way a ±1 that hides it.
     """
     return torch.copysign(_one(x), x + 0.0)
 
@@ -31,8 +30,8 @@ _ONES: dict = {}
 
 
 def _one(x: torch.Tensor) -> torch.Tensor:
-    """A 0-dim 1 in x's dtype and device, made once: ``new_ones`` per call was 66 ms of a 1-bit
-    supernet's forward/backward pair (4364 calls, C 8, 5 cells, 1 thread)."""
+    """A 0-dim 1 in x's dtype and device, made once: a supernet pair calls the binarisers thousands
+    of times, and a fresh ``new_ones`` each time shows in its cost."""
     key = (x.dtype, x.device)
     one = _ONES.get(key)
     if one is None:

@@ -24,9 +24,8 @@ def reconstruction_loss(module: nn.Module, reduction: str = "sum") -> torch.Tens
     convs = binary_convs(module)
     if not convs:
         return torch.zeros(())
-    # All layers in one flat pass (a 5-cell C 8 Child has 884 of them: per-layer ops were ~90 ms a
-    # weight step, 1 thread): ŵ concatenated in (out, in, kh, kw) order, each β_o repeated over its
-    # output channel's fan-in.
+    # All layers in one flat pass, since a Child has hundreds of them and per-layer ops cost more
+    # than the arithmetic: ŵ concatenated in (out, in, kh, kw) order, β_o repeated over its fan-in.
     w = torch.cat([conv.weight.reshape(-1) for conv in convs])
     numel = [conv.weight.numel() for conv in convs]
     out_ch = [conv.out_channels for conv in convs]

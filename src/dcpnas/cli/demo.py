@@ -16,8 +16,8 @@ def add_parser(subparsers):
                    help="search method: dcpnas, cpnas, cpnas-sample, bnas, darts, random")
     p.add_argument("--preset", default=None,
                    help="search and train preset of the same name: quick (default) or fashion-mnist "
-                        "(real Fashion-MNIST on 2 cores: about 17-26 min search, 22-41 min 1-bit training, then "
-                        "the real-valued reference: 1 h 14 min in all, measured)")
+                        "(real Fashion-MNIST: about 75 min on 2 CPU cores for the search, both trainings "
+                        "and the export; docs/RESULTS.md)")
     p.add_argument("--search-preset", default=None, help="search preset (overrides --preset)")
     p.add_argument("--train-preset", default=None, help="train preset (overrides --preset)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

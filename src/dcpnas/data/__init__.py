@@ -11,16 +11,16 @@ Typical use::
         for x, y in batches: ...
 """
 
-from dcpnas.data.base import ImageDataset, channel_mean_std
-from dcpnas.data.batches import DeviceBatches
-from dcpnas.data.cifar import load_cifar10, load_cifar100
-from dcpnas.data.embedded import load_embedded
-from dcpnas.data.fashion_mnist import load_fashion_mnist
-from dcpnas.data.idx import read_idx, write_idx
-from dcpnas.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, build_imagenet_loaders, imagenet_search_loaders
-from dcpnas.data.npz import load_npz
-from dcpnas.data.registry import DATASET_NAMES, DatasetInfo, dataset_info, load_dataset
-from dcpnas.data.split import search_split
+from .base import ImageDataset, channel_mean_std
+from .batches import DeviceBatches
+from .cifar import load_cifar10, load_cifar100
+from .embedded import load_embedded
+from .fashion_mnist import load_fashion_mnist
+from .idx import read_idx, write_idx
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD, build_imagenet_loaders, imagenet_search_loaders
+from .npz import load_npz
+from .registry import DATASET_NAMES, DatasetInfo, dataset_info, load_dataset
+from .split import search_split
 
 __all__ = [
     "DATASET_NAMES", "DatasetInfo", "DeviceBatches", "IMAGENET_MEAN", "IMAGENET_STD", "ImageDataset",

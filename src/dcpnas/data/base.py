@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dcpnas.errors import DataError
+from ..errors import DataError
 
 
 def channel_mean_std(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dcpnas.errors import DataError
+from ..errors import DataError
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

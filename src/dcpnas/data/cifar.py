@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcpnas.data import download as _download
-from dcpnas.data.base import ImageDataset
-from dcpnas.data.sources import cache_root, candidate_dirs, describe
-from dcpnas.errors import DataError
-from dcpnas.utils.bounded import regular_file
+from . import download as _download
+from .base import ImageDataset
+from .sources import cache_root, candidate_dirs, describe
+from ..errors import DataError
+from ..utils.bounded import regular_file
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from dcpnas.errors import DataError
+from ..errors import DataError
 
 TIMEOUT_S = 15.0  # per connect / per read; urllib applies it to each socket operation
 

@@ -10,8 +10,8 @@ from importlib import resources
 import numpy as np
 import torch
 
-from dcpnas.data.base import ImageDataset
-from dcpnas.errors import DataError
+from .base import ImageDataset
+from ..errors import DataError
 
 RESOURCE = "fashion-mnist-subset.npz"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcpnas.data import download as _download
-from dcpnas.data.base import ImageDataset
-from dcpnas.data.idx import read_idx
-from dcpnas.data.sources import cache_root, candidate_dirs, describe
-from dcpnas.errors import DataError
+from . import download as _download
+from .base import ImageDataset
+from .idx import read_idx
+from .sources import cache_root, candidate_dirs, describe
+from ..errors import DataError
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dcpnas.errors import DataError
-from dcpnas.utils.bounded import regular_file
+from ..errors import DataError
+from ..utils.bounded import regular_file
 
 # IDX type byte -> big-endian numpy dtype (from the format description on yann.lecun.com/exdb/mnist).
 _DTYPES = {

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from dcpnas.data.split import search_split
-from dcpnas.errors import ConfigError, DataError
+from .split import search_split
+from ..errors import ConfigError, DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcpnas.data.base import ImageDataset
-from dcpnas.errors import DataError
-from dcpnas.utils.bounded import regular_file
+from .base import ImageDataset
+from ..errors import DataError
+from ..utils.bounded import regular_file
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 _CHANNELS = (1, 3)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import Callable, NamedTuple
 
-from dcpnas.data.base import ImageDataset
-from dcpnas.data.cifar import load_cifar10, load_cifar100
-from dcpnas.data.embedded import load_embedded
-from dcpnas.data.fashion_mnist import load_fashion_mnist
-from dcpnas.data.npz import load_npz, npz_info
-from dcpnas.errors import DataError
+from .base import ImageDataset
+from .cifar import load_cifar10, load_cifar100
+from .embedded import load_embedded
+from .fashion_mnist import load_fashion_mnist
+from .npz import load_npz, npz_info
+from ..errors import DataError
 
 # In-memory datasets, loadable with load_dataset. ImageNet goes through build_imagenet_loaders instead.
 DATASET_NAMES: tuple[str, ...] = ("embedded", "fashion-mnist", "cifar10", "cifar100")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dcpnas.errors import ConfigError
+from ..errors import ConfigError
 
 
 def search_split(n: int, seed: int, fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,26 +1,16 @@
 """BatchNorm2d with faster CPU paths for channels-last tensors.
 
-Two slow cases of torch's CPU batch-norm kernels for channels-last (NHWC) memory, measured on this
-project's 2-core CPU (``benchmarks/bench_kernels.py``; the README's "CPU kernels" table):
+Two cases where torch's CPU batch-norm kernels for channels-last (NHWC) memory are slow at this
+project's shapes (figures: benchmarks/README.md, "bench_kernels.py"):
 
-* **A gradient in the other layout.** ``native_batch_norm_backward`` with an NHWC input and an
-  NCHW (or strided) gradient takes a slow generic path (``bench_kernels.py``, forward + backward
-  of 256×32×7×7 with an NCHW gradient: native 5.00 ms, this path 1.08 at 2 threads; 8.80 / 1.81 at
-  1 thread). Such gradients arise in every network here: the global average pool's backward (an
-  expand) and the slices of FactorizedReduce hand back NCHW gradients. The backward below first
-  puts the gradient in the input's layout (one copy). The price, where layouts already match, is
-  the ``autograd.Function``'s overhead: 0.93–0.96× native at 2 threads, 0.81–0.93× at 1.
+* **A gradient in the other layout.** An NHWC input with an NCHW gradient, which the global average
+  pool's backward and FactorizedReduce's slices hand back, takes a slow generic backward; the
+  backward below first puts the gradient in the input's layout (one copy).
 * **Narrow channels on several threads.** The NHWC kernels split the work over threads by channel
-  blocks; with fewer than 16 channels (every cell of the CPU-sized networks: C 4 and C 8) and more
-  than one thread they are several times slower than the NCHW kernels on the same data, and slower
-  than themselves on one thread: 256×8×28×28 forward + backward at 2 threads native NHWC 18.2 ms,
-  NCHW 5.5 ms, through NCHW copies 7.4 ms; at 1 thread native NHWC 10.0 ms, copies 16.4 ms. So with
-  more than one thread, narrow tensors run the kernels on an NCHW copy and the results are handed
-  back in channels-last.
+  blocks, so with fewer than 16 channels and more than one thread they run on an NCHW copy.
 
-Values are those of ``nn.BatchNorm2d`` up to float rounding (the NCHW and NHWC kernels sum in a
-different order); parameters, buffers, state-dict keys and running-statistics updates are the
-native ones (tests/test_kernels.py, including the double backward the curvature paths take).
+Values are those of ``nn.BatchNorm2d`` up to float rounding; parameters, buffers, state-dict keys and
+running-statistics updates are the native ones (tests/test_kernels.py, double backward included).
 """
 
 from __future__ import annotations
@@ -35,9 +25,8 @@ __all__ = ["BatchNorm2d", "NARROW_CHANNELS"]
 
 #: with more than one thread, channel counts below this take the NCHW kernels on CPU.
 NARROW_CHANNELS = 16
-# At this width and below even the NHWC forward is slower than two copies and the NCHW forward
-# (2 threads, 64×4×14×14: 0.72 ms against 0.17 ms); at 8 channels it is not (256×8×28×28: 2.5
-# against 4.6 ms).
+# At this width and below even the NHWC forward loses to two copies and the NCHW forward; at 8
+# channels it does not (benchmarks/bench_kernels.py).
 _NCHW_FORWARD_CHANNELS = 4
 _CL = torch.channels_last
 

@@ -2,9 +2,8 @@
 
 The ``dil_conv`` candidates (and so every mixed op of the supernet, and derived cells that pick
 them) run a depthwise k×k convolution with dilation 2. On CPU torch's backward of that conv is
-far slower than its forward, worst at stride 2 (the reduction cells): 256×16×28×28, k 5,
-stride 2, forward 0.66 ms, backward 115 ms (2 threads, channels-last;
-``benchmarks/bench_kernels.py``). This backward is built from ops that are fast there:
+far slower than its forward, worst at stride 2 (the reduction cells; benchmarks/README.md,
+"bench_kernels.py"). This backward is built from ops that are fast there:
 
 * ∂x: the gradient placed on the stride-1 grid (zeros between its pixels when stride > 1) and
   correlated with the flipped kernel: a stride-1 dilated depthwise conv, i.e. a forward.

@@ -174,10 +174,9 @@ class OptimConfig:
         _positive("grad_clip", self.grad_clip, allow_zero=True)
 
 
-#: The GGN's curvature sub-batch when ``objective.curvature_fraction`` is None (Decision C): its
-#: round cost 1.26× a CP-NAS round against 1.44× for the whole batch (C 8, 5 cells, batch 32, CPU,
-#: session 11), α̂-step cos 0.995 with the whole-batch step, search outcome within the noise floor
-#: (session 10's study).
+#: The GGN's curvature sub-batch when ``objective.curvature_fraction`` is None (Decision C): a
+#: cheaper round, an α̂-step close to the whole batch's, and a search outcome within the noise floor
+#: (docs/RESULTS.md#curvature-subbatch).
 DEFAULT_CURVATURE_FRACTION = 0.25
 
 
@@ -201,9 +200,8 @@ class ObjectiveConfig:
     curvature: CurvatureMode = "ggn"
     # How the GGN forms J v (same numbers): forward (forward-mode AD, one more Child forward) |
     # reverse (a double VJP on the graph of the g_C backward: no second forward, but that graph is
-    # kept; measured on CPU, 1 thread, session 10, whole batch: round 1.45× CP-NAS against 1.51×
-    # at the quick/fashion-mnist supernet, 1.99× against 1.49× and twice the peak memory at C 8,
-    # 5 cells). Only forward takes the curvature sub-batch below (1.34× and 1.28× there).
+    # kept, twice the peak memory at C 8, 5 cells; benchmarks/README.md). Only forward takes the
+    # curvature sub-batch below.
     ggn_jvp: Literal["forward", "reverse"] = "forward"
     # The GGN product on the first ⌈f·B⌉ images of the α̂-batch (at least 2; g_C still uses all
     # B): Hessian-free optimisation's curvature mini-batch (Martens 2010), an estimate of the
@@ -408,16 +406,13 @@ def _quick() -> SearchConfig:
 def _fashion_mnist() -> SearchConfig:
     """Real Fashion-MNIST on a 2-core CPU within 45 minutes: 8192 images at 14×14, 4 rounds.
 
-    Measured: 16 min 37 s wall from a fresh clone, alone (session 12); 21 min 3 s of search loop
-    in session 11's fashion-mnist demo; 25 min 51 s wall with the whole batch (session 9; README,
-    Measured runs).
-
-    Sizes (issue 9, item 5): a seeded 8192-image subset of the 60 000 (4096 train the weights,
-    4096 the architecture), area-downsampled to 14×14 (the found network trains at 28×28), the
-    `quick` supernet (C 4, 3 cells), batch 64 (per-op overhead dominates these kernels on one
-    thread: 4× the batch cost 2.8× the time), 4 rounds of 64 + 64 steps: 256 α-steps per
-    supernet, 8× the `quick` search, with the α learning rate a third of quick's (1e-2) so α
-    drifts by the same order over 4× the steps. One thread: it leaves the second core free.
+    About 17 minutes on one thread (docs/RESULTS.md#fashion-mnist-search). Sizes: a seeded
+    8192-image subset of the 60 000 (4096 train the weights, 4096 the architecture),
+    area-downsampled to 14×14 (the found network trains at 28×28), the `quick` supernet (C 4, 3
+    cells), batch 64 (per-op overhead dominates these kernels on one thread: 4× the batch cost 2.8×
+    the time), 4 rounds of 64 + 64 steps: 256 α-steps per supernet, 8× the `quick` search, with the
+    α learning rate a third of quick's (1e-2) so α drifts by the same order over 4× the steps. One
+    thread: it leaves the second core free.
     """
     cfg = _quick()
     cfg.data = DataConfig(dataset="fashion-mnist", batch_size=64, limit=8192, resolution=14,

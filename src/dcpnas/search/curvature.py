@@ -154,11 +154,9 @@ def jacobian_vector_product(child: nn.Module, x: torch.Tensor, alphas: TensorLis
                             v: TensorList) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, J v) with J = ∂ child(x, α̂)/∂α̂, by forward-mode AD; BN statistics untouched.
 
-    Dual tensors (``torch.autograd.forward_ad``) carry v through ``child(x, alphas=...)``. This is
-    the same forward-mode AD as ``torch.func.jvp`` and gives the same results; on CPU it measured
-    2.6× a plain no-grad forward (C 8, 5-cell Child, batch 32, 1 thread, channels-last, with the
-    PReLU jvp of ``space.ops``; 4.6× before it: ``benchmarks/bench_ggn_parts.py``), and earlier
-    2.7× against 4.4× for ``torch.func.jvp``, which wraps every op.
+    Dual tensors (``torch.autograd.forward_ad``) carry v through ``child(x, alphas=...)``: the same
+    forward-mode AD as ``torch.func.jvp``, with the same results, but without wrapping every op,
+    which makes it cheaper (its cost: benchmarks/README.md, "bench_ggn_parts.py").
     """
     net = _unwrap(child)
     # no_grad: forward-mode AD is unaffected, and no reverse graph is recorded over the weights.
@@ -343,8 +341,8 @@ class GGN(Curvature):
 
     jvp="forward" (default): J v by forward-mode AD. jvp="reverse": J v as the derivative of
     ⟨Jᵀu, v⟩ w.r.t. u on the graph of the g_C backward (docs/METHOD.md, Decision C), equal to
-    1e-10 in float64 (tests/test_curvature.py); on CPU an α̂-step costs 2.3× a first-order one
-    against 3.0× (the quick supernet), but the kept graph doubles peak memory at C 8, 5 cells.
+    1e-10 in float64 (tests/test_curvature.py); it saves a Child forward but keeps the backward
+    graph, twice the peak memory (benchmarks/README.md, "bench_search_round.py").
     fraction < 1: the product on the first ``subbatch_size(B, fraction)`` images of the α̂-batch,
     from one forward of its own (``fresh_ggn_product``); g_C's graph is then not kept.
     """

@@ -29,11 +29,8 @@ def _prelu_grad(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor):
     """(g·∂prelu/∂x, g·[x ≤ 0]): slope a at x ≤ 0 (zeros of either sign included), 1 above.
 
     ``threshold_backward`` (ReLU's backward, one fused kernel) gives g·[x > 0]; the rest is
-    g·[x ≤ 0] = g − that, and one per-channel ``addcmul``: four passes over the tensor instead of
-    the six of the copysign form it replaced, whose backward (with ∂/∂a) it made 1.18–1.59× faster
-    (scratch A/B at 256×8×28×28, 256×32×7×7 and 32×8×32×32, 1 and 2 threads; against
-    ``nn.PReLU``: ``benchmarks/bench_kernels.py``, "PReLU input"); no bool tensor (``where``
-    costs several float kernels on CPU, ``binary.hard_sign``). Differentiable:
+    g·[x ≤ 0] = g − that, and one per-channel ``addcmul``: four float passes and no bool tensor,
+    which is slow on CPU (benchmarks/README.md, "bench_kernels.py"). Differentiable:
     ``threshold_backward``'s derivative in x is 0 and in g is itself, so the double backward keeps
     slope a at x = 0 as well.
     """
@@ -55,10 +52,8 @@ def _prelu_weight_dims(x: torch.Tensor, weight: torch.Tensor) -> list[int]:
 class _PReLUFunction(torch.autograd.Function):
     """Native prelu forward; backward and forward-mode jvp in float elementwise ops.
 
-    On CPU torch's ``_prelu_kernel_backward`` was the largest single cost of a 1-bit training
-    step (17 % under ``torch.profiler``, 6.8 ms a call against 1.0 ms for the forward, DDPNAS_MCN_2
-    at C 8, batch 256); under forward-mode AD the ``where(x > 0, x, a·x)`` form this replaces
-    was 23 % of the GGN's J·v pass (1430 ``where`` calls, C 8, 5-cell Child). ∂/∂x is
+    On CPU torch's prelu backward is the largest single op of a 1-bit training step, and a
+    ``where``-based jvp a large part of the GGN's J·v pass (benchmarks/README.md). ∂/∂x is
     ``_prelu_grad`` and ∂/∂a = Σ grad·min(x, 0). Same convention as the native backward (slope
     a at x = 0) in the backward, the jvp and the double backward (written in differentiable ops).
     """

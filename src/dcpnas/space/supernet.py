@@ -113,8 +113,8 @@ class Supernet(MacroNet):
 
         For the Child the reconstructed weights β∘sign(ŵ) are measured (book p.115), as
         ‖β∘sign(ŵ)‖² = fan-in · Σ_o β_o² (sign² = 1). Parameter-free ops get 0. Returns
-        [R_normal, R_reduce], each ``NUM_EDGES × len(PRIMITIVES)``. One flat pass over every conv
-        (per-conv ops were 40–60 ms an α-step at C 8, 5 cells, 1 thread).
+        [R_normal, R_reduce], each ``NUM_EDGES × len(PRIMITIVES)``. One flat pass over every conv:
+        per-conv ops would cost more than the arithmetic.
         """
         dev, dtype = self.alpha_normal.device, self.alpha_normal.dtype
         out = torch.zeros(2 * NUM_EDGES * len(PRIMITIVES), device=dev, dtype=dtype)

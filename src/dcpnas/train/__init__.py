@@ -13,8 +13,9 @@ Typical use::
 
 from . import presets as _presets  # noqa: F401  (registers the "train" presets)
 from .config import DataConfig, LossConfig, ModelConfig, OptimConfig, TeacherConfig, TrainConfig
-from .evaluate import evaluate, load_model
-from .export import PackedReport, export_packed, load_packed, read_packed
+from .evaluate import evaluate
+from .export import PackedReport, export_packed
+from .modelfile import load_model, load_packed, read_packed
 from .onnx_export import export_onnx, fold_for_inference
 from .spec import ModelSpec
 from .stages import Stage, plan_stages

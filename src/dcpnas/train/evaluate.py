@@ -11,10 +11,9 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..utils.distributed import all_reduce_mean_, autocast_context, is_distributed
-# The model file readers live in modelfile.py; load_model / read_model_file stay importable from here.
-from .modelfile import load_any, load_model, read_model_file  # noqa: F401
+from .modelfile import load_any
 
-__all__ = ["evaluate", "evaluate_file", "load_model", "read_model_file"]
+__all__ = ["evaluate", "evaluate_file"]
 
 
 @torch.no_grad()

@@ -42,12 +42,11 @@ import torch.nn as nn
 from ..binary import BinaryConv2d
 from ..errors import DataError
 from ..utils.io import atomic_write
-from .modelfile import DTYPES, MAGIC, PACKED_FORMAT, load_model, load_packed, read_packed  # noqa: F401
+from .modelfile import DTYPES, MAGIC, PACKED_FORMAT, load_model
 from .spec import ModelSpec
 
-# read_packed / load_packed live in modelfile.py (the readers of every model format); they stay
-# importable from here, where the format is documented.
-__all__ = ["PACKED_FORMAT", "MAGIC", "PackedReport", "export_packed", "read_packed", "load_packed"]
+# The readers of the format (read_packed, load_packed) are in modelfile.py with every other model format.
+__all__ = ["PACKED_FORMAT", "MAGIC", "PackedReport", "export_packed"]
 
 _ALIGN_HEADER, _ALIGN_BLOB = 64, 8
 

