@@ -4,20 +4,26 @@
     python scripts/memcheck.py                 # host ISA and AVX2 (two processes, side by side)
     python scripts/memcheck.py --isa AVX2      # one ISA only
 
-One interpreter per ISA runs, in process, a tiny search of every method (dcpnas with the GGN and
-the exact curvature, cpnas, cpnas-sample, bnas, darts, PC-DARTS's partial channels, random), a
-two-step 1-bit training, ``eval`` and ``export`` (packed file and ONNX). ``ONEDNN_MAX_CPU_ISA=AVX2``
+One interpreter per ISA runs, in process, tiny searches that between them reach every native
+kernel the methods use: ``dcpnas`` with the GGN (Parent and 1-bit Child supernets, forward-mode
+J·v, the decoupled step, checkpoints, the derived network's profile), ``dcpnas`` with the exact
+curvature (double backward through every op) and PC-DARTS's partial channels (one channel per op,
+where the strided 1×1 bug also struck); then a two-step 1-bit training, ``export`` (packed file and
+ONNX) and ``eval`` of the packed file. The other methods run the same ops on the same shapes
+(cpnas: dcpnas without the curvature product; darts, bnas: one supernet; random, cpnas-sample:
+single paths) and are added by ``--all-methods`` (about five times the cost). ``ONEDNN_MAX_CPU_ISA=AVX2``
 makes an AVX-512 host take the AVX2 kernels too (where oneDNN's strided 1×1 bug wrote past its
 workspace). The gate fails on any invalid read, write or free that ``memcheck.supp`` does not
-name; that file holds the dynamic loader's start-up reports only (measured: docs/RESULTS.md).
-Uninitialised-value tracking is off: it costs twice the time and reports on CPython and NumPy,
-not on memory safety.
+name; that file holds the dynamic loader's start-up reports only. Uninitialised-value tracking is
+off: it doubles the time and reports on CPython and NumPy, not on memory safety. Cost and
+findings: docs/RESULTS.md#memcheck.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -33,17 +39,19 @@ FATAL = {"InvalidRead", "InvalidWrite", "InvalidFree", "MismatchedFree", "Invali
 
 SEARCH_TINY = ["supernet.C=2", "supernet.layers=3", "schedule.rounds=1", "schedule.steps_per_epoch=1",
                "data.limit=32", "data.batch_size=8", "data.eval_batches=1", "tensorboard=false",
-               "threads=1", "deterministic=true"]
+               "threads=1"]
+#: name → extra arguments of a tiny ``dcpnas search`` (GATE: the ones CI runs).
 SEARCHES = {
     "dcpnas-ggn": ["--method", "dcpnas"],
     "dcpnas-exact": ["--method", "dcpnas", "--set", "objective.curvature=exact"],
     "cpnas": ["--method", "cpnas"],
-    "cpnas-sample": ["--method", "cpnas-sample"],
+    "cpnas-sample": ["--method", "cpnas-sample", "--set", "sample.steps=1", "sample.eval_batches=1"],
     "bnas": ["--method", "bnas"],
     "darts": ["--method", "darts"],
     "pc-darts": ["--method", "darts", "--set", "supernet.C=4", "supernet.partial_channels=4"],
-    "random": ["--method", "random"],
+    "random": ["--method", "random", "--set", "random.samples=2", "random.epochs=1", "random.eval_batches=1"],
 }
+GATE = ("dcpnas-ggn", "dcpnas-exact", "pc-darts")
 TRAIN_TINY = ["model.C=4", "model.layers=3", "data.batch_size=8", "data.train_limit=16", "data.test_limit=16",
               "data.augment=false", "epochs=1", "step1_epochs=1", "bn_recalibration=1", "device=cpu",
               "threads=1"]
@@ -67,16 +75,15 @@ def workload(out: Path, only: list[str] | None = None) -> int:
             raise SystemExit(f"memcheck workload: {' '.join(argv)} exited {code}")
 
     for name, extra in SEARCHES.items():
-        if only and name not in only:
+        if name not in (only or GATE):
             continue
         run("search", "--preset", "quick", "--quiet", "--out", str(out / f"search-{name}"),
             *_sets(SEARCH_TINY), *extra)
-    if only:
+    if only and "dcpnas-ggn" not in only:
         return 0
     train = out / "train"
     run("train", "--preset", "quick", "-g", str(out / "search-dcpnas-ggn" / "genotype.json"),
         "--out", str(train), *_sets(TRAIN_TINY))
-    run("eval", "-c", str(train / "model.pt"))
     run("export", "-c", str(train / "model.pt"), "--out", str(out / "model.dcpnas"),
         "--onnx", str(out / "model.onnx"))
     run("eval", "-c", str(out / "model.dcpnas"))
@@ -130,6 +137,8 @@ def gate(isas: list[str], keep: Path | None, only: list[str] | None = None) -> i
             failed = True
             print(f"  log: {d / 'workload.log'}; report: {d / 'memcheck.xml'}")
             print("  " + "\n  ".join((d / "workload.log").read_text().splitlines()[-15:]))
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"memcheck: {used.ru_utime + used.ru_stime:.0f} CPU-s in all; {'FAILED' if failed else 'clean'}")
     return 1 if failed else 0
 
 
@@ -139,9 +148,13 @@ def main() -> int:
                    help="oneDNN ISAs to run (default: the host's and AVX2)")
     p.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
     p.add_argument("--only", nargs="+", choices=tuple(SEARCHES),
-                   help="only these searches (no training, eval or export): a quick look at one path")
+                   help="these searches instead of the gate's (training, export and eval follow "
+                        "dcpnas-ggn only)")
+    p.add_argument("--all-methods", action="store_true", help="a tiny search of every method")
     p.add_argument("--workload", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.all_methods:
+        a.only = list(SEARCHES)
     if a.workload:
         return workload(a.workload, a.only)
     return gate(a.isa, a.keep, a.only)
