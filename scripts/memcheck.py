@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -91,14 +90,19 @@ def workload(out: Path, only: list[str] | None = None) -> int:
 
 
 def _errors(xml_file: Path) -> list[tuple[str, str]]:
-    """(kind, first frames) of every error memcheck reported (suppressed ones are not listed)."""
-    root = ET.parse(xml_file).getroot()
+    """(kind, what and first frames) of every error memcheck reported (suppressed ones are not
+    listed). Read block by block, not as one XML document: when the program corrupts the heap,
+    valgrind itself may abort and leave the document unfinished."""
+    import html
+    import re
+
     found = []
-    for err in root.iter("error"):
-        kind = err.findtext("kind", "")
-        frames = [f.findtext("fn") or f.findtext("obj") or "?" for f in err.iter("frame")][:4]
-        what = err.findtext("what") or err.findtext("xwhat/text") or ""
-        found.append((kind, f"{what} at {' < '.join(frames)}"))
+    for block in re.findall(r"<error>(.*?)</error>", xml_file.read_text(errors="replace"), re.S):
+        kind = re.search(r"<kind>(\w+)</kind>", block)
+        what = re.search(r"<what>(.*?)</what>|<text>(.*?)</text>", block, re.S)
+        frames = re.findall(r"<fn>(.*?)</fn>", block)[:4]
+        where = f"{(what.group(1) or what.group(2)) if what else ''} at {' < '.join(frames)}"
+        found.append((kind.group(1) if kind else "?", html.unescape(where)))
     return found
 
 
