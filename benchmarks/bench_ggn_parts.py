@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bench_search_step import build  # noqa: E402
 from dcpnas.search import child_objective_per_sample, discrepancy_direction, parent_forward  # noqa: E402
-from dcpnas.search.curvature import (fresh_ggn_product, jacobian_vector_product,  # noqa: E402
+from dcpnas.search.maths.curvature import (fresh_ggn_product, jacobian_vector_product,  # noqa: E402
                                      logit_hessian_product)
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from dcpnas.kernels import native_kernels  # noqa: E402
 from dcpnas.search import resolve_search_config  # noqa: E402
-from dcpnas.search.inputs import SearchData  # noqa: E402
+from dcpnas.search.run.inputs import SearchData  # noqa: E402
 from dcpnas.search.methods import MethodContext, build_method  # noqa: E402
 from dcpnas.data import DeviceBatches  # noqa: E402
 from dcpnas.utils.distributed import use_channels_last  # noqa: E402
@@ -112,7 +112,7 @@ def build(name: str, args, device, edit_child=None):
         run_pair(m.parent_steps, (xt, yt, xv, yv))
         m.fixed_tangent = m.tangent.mean()
     if hasattr(m, "parent_steps"):
-        pairs = {"parent pair": m.parent_steps, "child pair": m.child_steps}
+        pairs = {"parent pair": m.parent_steps, "child pair": m.child_steps(m.fixed_tangent)}
     else:
         pairs = {"parent pair": m.steps}
     return pairs, (xt, yt, xv, yv)

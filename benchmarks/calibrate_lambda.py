@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from dcpnas.search import resolve_search_config  # noqa: E402
-from dcpnas.search.inputs import SearchData  # noqa: E402
+from dcpnas.search.run.inputs import SearchData  # noqa: E402
 from dcpnas.search.methods import MethodContext, build_method  # noqa: E402
 from dcpnas.data import DeviceBatches, load_dataset, search_split  # noqa: E402
 
@@ -66,7 +66,7 @@ def measure(preset: str, overrides: list[str], parent_steps: int, child_steps: i
     rows = []
     for (xt, yt), (xv, yv) in pairs[:child_steps]:
         out = {}
-        for step in method.child_steps:
+        for step in method.child_steps(held_tangent=None):
             out.update(step(xt, yt, xv, yv))
         rows.append({k: float(v) for k, v in out.items()})
     med = {k: statistics.median(r[k] for r in rows)

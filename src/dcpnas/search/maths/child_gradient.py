@@ -9,8 +9,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .curvature import ChildGraph, Curvature, consistent_derivatives, make_curvature
-from .discrepancy import Distance, make_distance
+from .curvature import ChildGraph, Curvature, consistent_derivatives
+from .discrepancy import Distance
 from .objective import child_objective_per_sample, child_parent_G_per_sample
 
 
@@ -49,10 +49,8 @@ def _cos(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
 
 
 def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.Tensor,
-                        tangent: Optional[Sequence[torch.Tensor]], *, lam: float = 5e-3,
-                        distance: str | Distance = "fro", curvature: str | Curvature = "ggn",
-                        discrepancy_scale: str = "none", fisher_microbatches: int = 1,
-                        fisher_sign: float = -1.0, temperature: float = 1.0,
+                        tangent: Optional[Sequence[torch.Tensor]], *, lam: float,
+                        distance: Distance, curvature: Curvature, temperature: float = 1.0,
                         label_ce_weight: float = 0.0, labels: Optional[torch.Tensor] = None,
                         alphas: Optional[Sequence[torch.Tensor]] = None) -> ArchGradient:
     """∇_α̂ of the DCP-NAS architecture objective −G + λD on one batch (Eq. 4.33).
@@ -63,8 +61,8 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
     tangent: g_P = ∂f̃ᴾ/∂α on the same batch (or a held-fixed one). May be None when λ = 0
       (CP-NAS needs no Parent backward); D is then NaN.
     lam: λ. λ = 0 is the CP-NAS objective: the result is exactly −g_C and no curvature work runs.
-    distance, curvature: a ``Distance`` / ``Curvature`` (built once by the caller), or their
-      names, built here with ``discrepancy_scale`` and the fisher options.
+    distance, curvature: the ``Distance`` and ``Curvature`` strategies (built once from the config:
+      ``make_distance``, ``curvature_from_config``).
     temperature, label_ce_weight, labels: the definition of G̃ (docs/METHOD.md, Decision G).
     alphas: the α̂ tensors to differentiate (default: ``child.arch_parameters()``).
 
@@ -75,9 +73,7 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
 
     The returned grad is not written to ``.grad``; the caller does that (and any all-reduce).
     """
-    curv = make_curvature(curvature, temperature=temperature, label_ce_weight=label_ce_weight,
-                          fisher_microbatches=fisher_microbatches, fisher_sign=fisher_sign)
-    dist = make_distance(distance, discrepancy_scale)
+    curv, dist = curvature, distance
     net = getattr(child, "module", child)
     alphas = list(net.arch_parameters() if alphas is None else alphas)
     use_curvature = lam != 0

@@ -1,12 +1,12 @@
-"""The steps of a search epoch and the one alternation helper every method runs them with.
+"""The steps of a search epoch: each wires a pair of batches to a learner's update or an architect.
 
-A *step* is a callable ``step(x_train, y_train, x_val, y_val) -> dict`` of scalars; an epoch is
-first-order DARTS alternation: for each pair of (search-train, search-val) batches run the listed
-steps in order. The Parent phase of DCP-NAS is ``[label_weight_step(P), label_arch_step(P)]``, the
+A *step* is a callable ``step(x_train, y_train, x_val, y_val) -> dict`` of scalars; the driver
+(``driver.py``) runs the listed steps in order on each pair of (search-train, search-val) batches.
+The Parent phase of DCP-NAS is ``[label_weight_step(P), label_arch_step(P)]``, the
 Child phase ``[distill_weight_step(C, teacher), dcp_arch_step(architect, teacher)]``, per-step
 alternation is the four with inheritance steps in between, DARTS/BNAS are the first pair on one
 supernet, and the sampling baselines use the weight steps on a single path. The α-steps are
-objects with explicit inputs (``architect.py``); the steps here only wire batches to them.
+objects with explicit inputs (``maths/architect.py``); the steps here only wire batches to them.
 
 Gradients of weights and of α are averaged over ranks explicitly (``all_reduce_mean_``): the
 α-gradients come from ``torch.autograd.grad`` and never pass DDP hooks.
@@ -15,30 +15,24 @@ Gradients of weights and of α are averaged over ranks explicitly (``all_reduce_
 from __future__ import annotations
 
 import math
-import time
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
-from ..utils.distributed import all_reduce_mean_, autocast_context, is_distributed
-from ..utils.finite import check_finite_loss  # the shared non-finite guard
-from .architect import ChildArchitect, LabelArchitect, Teacher, correct
-from .config import SearchConfig
+from ...utils.distributed import all_reduce_mean_, autocast_context, is_distributed
+from ..config import SearchConfig
+from ..maths.architect import ChildArchitect, LabelArchitect, Teacher, correct
+from ..maths.curvature import curvature_from_config
+from ..maths.discrepancy import make_distance
+from ..maths.objective import child_weight_terms, teaching
 from .learner import Learner
-from .objective import child_weight_terms, teaching
 
-__all__ = ["Step", "PhaseDriver", "Meter", "TangentMean", "label_weight_step", "label_arch_step",
-           "distill_weight_step", "dcp_arch_step", "inherit_step", "evaluate", "set_mode",
-           "sync_buffers", "balanced_weight_update"]
+__all__ = ["Step", "TangentMean", "label_weight_step", "label_arch_step", "distill_weight_step",
+           "dcp_arch_step", "inherit_step", "evaluate", "set_mode", "balanced_weight_update",
+           "build_teacher", "build_child_architect"]
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict]
-
-#: Step outputs that are losses: a NaN or Inf in any of them stops the run.
-LOSS_KEYS = ("parent_CE", "parent_val_CE", "child_CE", "child_val_CE", "loss_w_hat", "G", "L_R",
-             "G_val", "D")
-#: Cross-entropy-like outputs: one beyond utils.finite.DIVERGED means the run diverged.
-BOUNDED_KEYS = ("parent_CE", "parent_val_CE", "child_CE", "child_val_CE", "G", "G_val")
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -138,16 +132,31 @@ class TangentMean:
         self.total, self.count = state["total"], int(state["count"])
 
 
+# -- the strategies, built once from the config ----------------------------------------------------
+def build_teacher(parent: Learner, cfg: SearchConfig, device: torch.device) -> Teacher:
+    return Teacher(parent, bn=cfg.objective.teacher_bn, amp=cfg.amp, device=device)
+
+
+def build_child_architect(child: Learner, cfg: SearchConfig, device: torch.device) -> ChildArchitect:
+    """The Child's α̂-step with λ in effect (``cfg.lam``), the distance and the curvature mode."""
+    oc = cfg.objective
+    return ChildArchitect(child, lam=cfg.lam, distance=make_distance(oc.distance, oc.discrepancy_scale),
+                          curvature=curvature_from_config(oc), temperature=oc.temperature,
+                          label_ce_weight=oc.label_ce_weight, amp=cfg.amp, device=device)
+
+
 # -- steps ----------------------------------------------------------------------------------------
 def label_weight_step(learner: Learner, cfg: SearchConfig, device: torch.device,
-                      paths_fn: Optional[Callable[[], Sequence]] = None) -> Step:
-    """w (or ŵ) on search-train with label cross-entropy (Eq. 4.21; Eq. 4.25 for BNAS)."""
+                      paths: Optional[Sequence] = None) -> Step:
+    """w (or ŵ) on search-train with label cross-entropy (Eq. 4.21; Eq. 4.25 for BNAS); on the
+    single path ``paths`` when given (the sampling baselines)."""
     key = f"{learner.name}_CE"
+    kw = {} if paths is None else {"paths": paths}
 
     def step(xt, yt, xv, yv):
         set_mode(learner.net, True)
         with autocast_context(device, cfg.amp):
-            logits = learner.net(xt, paths=paths_fn()) if paths_fn else learner.net(xt)
+            logits = learner.net(xt, **kw)
         loss = F.cross_entropy(logits.float(), yt)
         weight_update(learner, loss, cfg.optim.grad_clip)
         return {key: loss.detach(), f"{learner.name}_train_correct": _correct(logits, yt),
@@ -172,14 +181,13 @@ def label_arch_step(learner: Learner, cfg: SearchConfig, device: torch.device,
 
 
 def distill_weight_step(child: Learner, teacher: Teacher, cfg: SearchConfig, device: torch.device,
-                        paths_fn: Optional[Callable[[], Sequence]] = None) -> Step:
+                        paths: Optional[Sequence] = None) -> Step:
     """ŵ, β on search-train with −G + μL_R (+ label CE), G's target from the teaching Parent on
     the same batch (Eqs. 4.32, 4.34); the two terms balanced by ``balanced_weight_update``."""
     oc = cfg.objective
+    kw = {} if paths is None else {"paths": paths}
 
     def step(xt, yt, xv, yv):
-        paths = paths_fn() if paths_fn else None
-        kw = {} if paths is None else {"paths": paths}
         p_logits = teacher.logits(xt, paths)
         set_mode(child.net, True)
         with autocast_context(device, cfg.amp):
@@ -199,17 +207,22 @@ def distill_weight_step(child: Learner, teacher: Teacher, cfg: SearchConfig, dev
     return step
 
 
-def dcp_arch_step(architect: ChildArchitect, teacher: Teacher, *, log_discrepancy: bool = False,
-                  fixed_tangent: Optional[Callable[[], Optional[list]]] = None) -> Step:
+#: A tangent held fixed for the Child: a value (the last Parent epoch's mean g_P), or the running
+#: mean the Parent's α-steps of this round feed (per-step alternation); None: g_P of the batch.
+HeldTangent = Union[None, Sequence[torch.Tensor], TangentMean]
+
+
+def dcp_arch_step(architect: ChildArchitect, teacher: Teacher, *, held_tangent: HeldTangent = None,
+                  log_discrepancy: bool = False) -> Step:
     """α̂ on search-val with ∇_α̂(−G + λD) (``ChildArchitect``), then the decoupled correction.
 
-    g_P is recomputed on the same batch by the teaching Parent with its own α (default), or taken
-    from ``fixed_tangent()`` (tangent=epoch_mean). G's target and g_P come from one Parent
-    forward. With λ = 0 (CP-NAS) no tangent is computed unless ``log_discrepancy`` asks for D.
-    The teacher's accuracy on the α̂-batch is logged beside the Child's.
+    g_P is recomputed on the same batch by the teaching Parent with its own α (``held_tangent``
+    None), or taken from ``held_tangent`` (tangent=epoch_mean). G's target and g_P come from one
+    Parent forward. With λ = 0 (CP-NAS) no tangent is computed unless ``log_discrepancy`` asks for
+    D. The teacher's accuracy on the α̂-batch is logged beside the Child's.
     """
     def step(xt, yt, xv, yv):
-        tangent = fixed_tangent() if fixed_tangent is not None else None
+        tangent = held_tangent.mean() if isinstance(held_tangent, TangentMean) else held_tangent
         need = tangent is None and (architect.needs_tangent or log_discrepancy)
         p_logits, g_P = teacher.logits_and_tangent(xv, yv, need_tangent=need)
         if tangent is None:
@@ -227,117 +240,6 @@ def inherit_step(src: Learner, dst: Learner) -> Step:
         dst.forget_backtrack()
         return {}
     return step
-
-
-# -- bookkeeping ----------------------------------------------------------------------------------
-class Meter:
-    """Sums of step outputs; ``means()`` turns ``*_correct``/``*_count`` pairs into accuracies."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, values: Mapping[str, float]) -> None:
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-            self.counts[k] = self.counts.get(k, 0) + 1
-
-    def means(self) -> dict[str, float]:
-        out = {}
-        for k, s in self.sums.items():
-            if k.endswith("_count"):
-                continue
-            if k.endswith("_correct"):
-                base = k[: -len("_correct")]
-                n = self.sums.get(base + "_count", 0.0)
-                out[base + "_acc"] = s / n if n else float("nan")
-            else:
-                out[k] = s / self.counts[k]
-        return out
-
-
-def _reduce_scalars(values: dict) -> dict[str, float]:
-    """Step outputs as floats, averaged over ranks (counts summed) in one collective."""
-    if not values:
-        return {}
-    keys = list(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-    if is_distributed():
-        dev = next((v.device for v in values.values() if isinstance(v, torch.Tensor)), None)
-        t = t.to(dev) if dev is not None else t
-        all_reduce_mean_(t)
-        t = t.cpu()
-    return {k: float(v) for k, v in zip(keys, t.tolist())}
-
-
-def sync_buffers(*nets: torch.nn.Module) -> None:
-    """BN running statistics made equal over ranks: the one policy of search and training,
-    :func:`dcpnas.utils.distributed.sync_batchnorm_stats` (averaged)."""
-    from ..utils.distributed import sync_batchnorm_stats
-
-    sync_batchnorm_stats(*nets)
-
-
-
-
-class PhaseDriver:
-    """Runs epochs of steps over (search-train, search-val) batch pairs, with logging, progress,
-    the non-finite check and the per-epoch batch order.
-
-    on_step(record) is called every ``log_every`` steps with the step's values; ``progress`` is
-    advanced per batch. A NaN/Inf loss raises NonFiniteLossError naming the place and
-    ``last_checkpoint``.
-    """
-
-    def __init__(self, train, val, *, max_steps: int = 0, log_every: int = 10,
-                 on_step: Optional[Callable[[dict], None]] = None, progress=None,
-                 last_checkpoint: Callable[[], str] = lambda: "none"):
-        self.train, self.val = train, val
-        self.max_steps, self.log_every = max_steps, log_every
-        self.on_step, self.progress = on_step, progress
-        self.last_checkpoint = last_checkpoint
-        self.global_step = 0
-
-    def steps_per_epoch(self, max_steps: Optional[int] = None) -> int:
-        cap = self.max_steps if max_steps is None else max_steps
-        n = min(len(self.train), len(self.val))
-        return min(n, cap) if cap else n
-
-    def run(self, steps: Iterable[Step], *, data_epoch: int, where: str,
-            max_steps: Optional[int] = None, info: Optional[dict] = None) -> dict[str, float]:
-        """One epoch: batches of ``data_epoch``'s order, each step in turn; returns the means."""
-        steps = list(steps)
-        n = self.steps_per_epoch(max_steps)
-        self.train.set_epoch(data_epoch)
-        self.val.set_epoch(data_epoch)
-        meter = Meter()
-        start = time.perf_counter()
-        done = 0
-        for i, ((xt, yt), (xv, yv)) in enumerate(zip(self.train, self.val)):
-            if i >= n:
-                break
-            done = i + 1
-            values: dict = {}
-            for step in steps:
-                values.update(step(xt, yt, xv, yv))
-            values = _reduce_scalars(values)
-            check_finite_loss(values, LOSS_KEYS, where=f"{where}, step {i + 1}",
-                              kept=f"last good checkpoint: {self.last_checkpoint()}",
-                              bounded=BOUNDED_KEYS, hint="lower the learning rate")
-            meter.add(values)
-            self.global_step += 1
-            if self.progress is not None:
-                self.progress.update()
-            if self.on_step is not None and self.global_step % self.log_every == 0:
-                rec = {"event": "step", "where": where, "step": i + 1,
-                       "global_step": self.global_step}
-                rec.update(info or {})
-                rec.update({k: v for k, v in values.items() if not k.endswith(("_correct", "_count"))})
-                self.on_step(rec)
-        out = meter.means()
-        out["steps"] = done
-        out["time_s"] = time.perf_counter() - start
-        return out
 
 
 @torch.no_grad()

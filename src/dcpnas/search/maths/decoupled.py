@@ -44,7 +44,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..space.primitives import PARAMETRIC, PRIMITIVES
+from ...space.primitives import PARAMETRIC, PRIMITIVES
 
 RANK_SCOPES = ("column", "edge")
 PARAMETRIZATIONS = ("phi", "book")
