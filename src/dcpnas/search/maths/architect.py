@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # the architects step a learner the run machinery builds
 __all__ = ["Teacher", "Architect", "LabelArchitect", "ChildArchitect"]
 
 
-def _norm(ts: Sequence[torch.Tensor]) -> float:
-    return float(torch.sqrt(sum(t.double().pow(2).sum() for t in ts)))
+def _norm(ts: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(sum(t.double().pow(2).sum() for t in ts))
 
 
 def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,8 @@ class Architect:
         adam = _norm([s - p for s, p in zip(stepped, prev)])
         back = _norm([a.detach() - s for a, s in zip(ops, stepped)])
         prefix = L.name
-        return {f"{prefix}_backtrack_ratio": back / adam if adam > 0 else 0.0,
+        # Diagnostics stay on the device (the driver reads them once per log interval).
+        return {f"{prefix}_backtrack_ratio": torch.where(adam > 0, back / adam, torch.zeros_like(adam)),
                 f"{prefix}_decoupled_coef": dec.coefficient_mean()}
 
 

@@ -28,7 +28,8 @@ from ...config import save_config, to_dict
 from ...errors import ConfigError, WriteError
 from ...space import Genotype
 from ...space.supernet import op_alphas
-from ...utils.distributed import DistEnv, barrier, broadcast_, seed_everything, sync_batchnorm_stats
+from ...utils.distributed import (DistEnv, barrier, broadcast_, seed_everything, sync_batchnorm_stats,
+                                  tune_backends)
 from ...utils.finite import check_finite_state, kept_checkpoint
 from ...utils.io import atomic_write_json, os_reason
 from ...utils.logging import JsonlLogger, console
@@ -115,6 +116,7 @@ class SearchLoop:
         check_run_dir(self.out, "search", resume=resume, probe_lock=self.env.is_main)
         self._check_out_dir(resume, load=False)
         seed_everything(self.cfg.seed, self.cfg.deterministic)
+        tune_backends(self.env.device, self.cfg.deterministic)
         self.data = build_search_data(self.cfg, self.env)
         self.method = build_method(MethodContext(self.cfg, self.data, self.env.device))
         with claim_run_dir(self.out, "search", resume=resume, enabled=self.env.is_main):

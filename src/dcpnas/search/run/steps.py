@@ -72,39 +72,38 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Ten
     return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)]
 
 
-def _sq_norm(tensors: Sequence[torch.Tensor]) -> float:
-    """Σ‖t‖² over ``tensors`` by torch's foreach norm: a 1-bit supernet has thousands of small
-    gradient tensors (2639 at C 8, 5 cells), and a Python loop of per-tensor sums took 19 ms
-    against 5 ms for this (scratch timer, 1 thread); relative difference ~1e-7, immaterial to the
-    cap's ratio."""
-    if not tensors:
-        return 0.0
-    return float(torch.nn.utils.get_total_norm(tensors, 2.0, foreach=True)) ** 2
+def _sq_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Σ‖t‖² over ``tensors`` (float64, on their device) by torch's foreach norm: a 1-bit supernet
+    has thousands of small gradient tensors, and a Python loop of per-tensor sums is ~4× slower."""
+    return torch.nn.utils.get_total_norm(tensors, 2.0, foreach=True).double() ** 2
 
 
 def balanced_weight_update(learner: Learner, distill: torch.Tensor, reconstruction: torch.Tensor,
-                           *, cap: float, grad_clip: float) -> float:
+                           *, cap: float, grad_clip: float) -> torch.Tensor:
     """The Child's weight step with G driving it (docs/METHOD.md, Decision R).
 
     The gradients of −G (+ label CE) and of μL_R are formed apart and averaged over ranks; when
     ``cap`` > 0 the reconstruction part is scaled down so that ‖μ∇L_R‖ ≤ cap·‖∇G‖; their sum is
     clipped (``grad_clip``) and stepped. Returns G's share of the weight-gradient norm²,
-    ‖∇G‖² / (‖∇G‖² + ‖μ∇L_R‖²) after the cap (≥ 1/(1 + cap²)). Measured without the cap: 24–37 %
-    early and 2–5 % after three epochs, so L_R, not the Parent, trained the Child.
+    ‖∇G‖² / (‖∇G‖² + ‖μ∇L_R‖²) after the cap (≥ 1/(1 + cap²)), as a float64 tensor on the
+    device. Measured without the cap: 24–37 % early and 2–5 % after three epochs, so L_R, not the
+    Parent, trained the Child.
     """
     params = learner.weights
     g_D, g_R = _grads(distill, params), _grads(reconstruction, params)
     all_reduce_mean_(g_D + g_R)
     n_D2, n_R2 = _sq_norm(g_D), _sq_norm(g_R)
-    if cap > 0 and n_R2 > cap * cap * n_D2:
-        scale = cap * math.sqrt(n_D2 / n_R2)
-        for g in g_R:
-            g.mul_(scale)
+    if cap > 0 and g_R:
+        # Branch-free (no host sync): the scale is 1 unless the cap binds.
+        over = n_R2 > cap * cap * n_D2
+        scale = torch.where(over, cap * torch.sqrt(n_D2 / n_R2), torch.ones_like(n_R2))
+        torch._foreach_mul_(g_R, scale.to(g_R[0].dtype))
         n_R2 = n_R2 * scale * scale
     for p, d, r in zip(params, g_D, g_R):
         p.grad = d.add_(r)
     _finish_weight_step(learner, grad_clip)
-    return n_D2 / (n_D2 + n_R2) if n_D2 + n_R2 > 0 else 1.0
+    total = n_D2 + n_R2
+    return torch.where(total > 0, n_D2 / total, torch.ones_like(total))
 
 
 class TangentMean:
@@ -261,19 +260,19 @@ def evaluate(net: torch.nn.Module, batches, *, data_epoch: int, max_batches: int
 
 
 def _evaluate(net, batches, *, max_batches, paths, amp, device) -> float:
-    correct = torch.zeros((), dtype=torch.float64)
-    count = torch.zeros((), dtype=torch.float64)
+    correct = count = None
     for i, (x, y) in enumerate(batches):
         if max_batches and i >= max_batches:
             break
         with autocast_context(device or x.device, amp):
             logits = net(x) if paths is None else net(x, paths=paths)
-        correct += _correct(logits, y).double().cpu()
-        count += len(y)
-    t = torch.stack([correct, count])
+        hits = _correct(logits, y).double()       # summed on the device: one read at the end
+        correct = hits if correct is None else correct + hits
+        count = (count or 0) + len(y)
+    if correct is None:
+        return float("nan")
+    t = torch.stack([correct, torch.full_like(correct, float(count))])
     if is_distributed():
-        dev = next(net.parameters()).device
-        t = t.to(dev)
         all_reduce_mean_(t)
-        t = t.cpu()
-    return float(t[0] / t[1]) if t[1] > 0 else float("nan")
+    correct, count = t.tolist()
+    return correct / count if count > 0 else float("nan")
