@@ -135,3 +135,50 @@ def test_each_log_point_is_one_read():
     sites, epochs = one_round("darts", log_every=1)
     assert set(sites) <= ALLOWED, f"host reads outside the driver's read: {dict(sites)}"
     assert sum(sites.values()) == epochs * (STEPS + 1)
+
+
+class _Batches(list):
+    def set_epoch(self, epoch):
+        pass
+
+
+def test_the_guard_is_read_at_log_points_and_names_the_first_bad_step():
+    """The cadence of the non-finite guard: checked on the device every step, read at the next log
+    point (or the epoch's end); the error names the step where the loss first went bad."""
+    from dcpnas.errors import NonFiniteLossError
+
+    batches = _Batches([(torch.zeros(1), torch.zeros(1))] * 4)
+
+    def run(losses, log_every):
+        """(steps run, host reads, the error message)."""
+        ran = []
+
+        def step(xt, yt, xv, yv):
+            ran.append(len(ran) + 1)
+            return {"parent_CE": torch.tensor(losses[len(ran) - 1]), "parent_train_count": 1.0}
+
+        driver = PhaseDriver(batches, batches, log_every=log_every, on_step=lambda rec: None)
+        with HostReads() as spy, pytest.raises(NonFiniteLossError) as err:
+            driver.run([step], data_epoch=0, where="here")
+        return ran, sum(spy.sites.values()), str(err.value)
+
+    ran, reads, msg = run([1.0, float("nan"), 1e9, 1.0], log_every=3)
+    assert msg.startswith("parent_CE loss became nan at here, step 2;")
+    assert ran == [1, 2, 3] and reads == 1             # stopped at the log point after step 3
+    ran, reads, msg = run([1.0, 1.0, 1e9, 1.0], log_every=1000)
+    assert msg.startswith("parent_CE loss diverged to 1e+09 (above 10000) at here, step 3;")
+    assert ran == [1, 2, 3, 4] and reads == 1          # read at the epoch's end
+
+
+def test_epoch_means_match_the_step_values():
+    batches = _Batches([(torch.zeros(1), torch.zeros(1))] * 3)
+    vals = iter([1.0, 2.0, 4.5])
+
+    def step(xt, yt, xv, yv):
+        v = next(vals)
+        return {"G": torch.tensor(v, dtype=torch.float32), "child_correct": torch.tensor(v),
+                "child_count": 5.0, "lr": 0.5}
+
+    out = PhaseDriver(batches, batches).run([step], data_epoch=0, where="here")
+    assert out["G"] == pytest.approx(7.5 / 3, rel=0, abs=0) and out["lr"] == 0.5
+    assert out["child_acc"] == 7.5 / 15 and out["steps"] == 3
