@@ -17,7 +17,7 @@ import torch
 from dcpnas.data import DeviceBatches
 from dcpnas.kernels import native_kernels
 from dcpnas.search import resolve_search_config
-from dcpnas.search.inputs import SearchData
+from dcpnas.search.run.inputs import SearchData
 from dcpnas.search.methods import MethodContext, build_method
 from dcpnas.space import Supernet
 from dcpnas.utils.allocator import tune_cpu_allocator
@@ -155,7 +155,7 @@ def build_round(name: str, args, device, edit_child=None):
         run_pair(m.parent_steps, (xt, yt, xv, yv))
         m.fixed_tangent = m.tangent.mean()
     if hasattr(m, "parent_steps"):
-        pairs = {"parent pair": m.parent_steps, "child pair": m.child_steps}
+        pairs = {"parent pair": m.parent_steps, "child pair": m.child_steps(m.fixed_tangent)}
     else:
         pairs = {"parent pair": m.steps}
     return pairs, (xt, yt, xv, yv)

@@ -32,7 +32,7 @@ import torch
 
 from _common import build_supernets, set_up
 from dcpnas.search import child_objective_per_sample, discrepancy_direction, parent_forward
-from dcpnas.search.curvature import (fresh_ggn_product, jacobian_vector_product,
+from dcpnas.search.maths.curvature import (fresh_ggn_product, jacobian_vector_product,
                                      logit_hessian_product)
 
 

@@ -29,7 +29,10 @@ import torch.nn.functional as F
 
 from _common import build_supernets, time_steps
 from dcpnas.search import child_arch_gradient, parent_forward
-from dcpnas.search.curvature import GGN
+from dcpnas.search.maths.curvature import GGN, make_curvature
+from dcpnas.search.maths.discrepancy import make_distance
+
+FRO = make_distance("fro")
 
 TARGETS = {"dcp-nas fisher K=1": ("cp-nas", 1.3), "dcp-nas exact": ("darts-1st", 4.0)}
 
@@ -44,15 +47,19 @@ def step_functions(parent, child, x, y, lam):
 
     def cp_nas():
         parent_logits, _ = parent_forward(parent, x, y, need_tangent=False)
-        return child_arch_gradient(child, x, parent_logits, None, lam=0.0).grad
+        return child_arch_gradient(child, x, parent_logits, None, lam=0.0, distance=FRO,
+                                   curvature=make_curvature("ggn")).grad
 
-    def dcp_nas(**kw):
+    def dcp_nas(curvature, **kw):
+        curv = make_curvature(curvature, **kw)
+
         def run():
             parent_logits, tangent = parent_forward(parent, x, y)
-            return child_arch_gradient(child, x, parent_logits, tangent, lam=lam, **kw).grad
+            return child_arch_gradient(child, x, parent_logits, tangent, lam=lam, distance=FRO,
+                                       curvature=curv).grad
         return run
 
-    from dcpnas.search.curvature import jacobian_vector_product
+    from dcpnas.search.maths.curvature import jacobian_vector_product
 
     v = [torch.randn_like(a) for a in child.arch_parameters()]
 
@@ -124,7 +131,7 @@ def subbatch_cosines(parent, child, x, y, lam, fractions):
     (``objective.curvature_fraction``; g_C always from the whole batch). Mean and min over the
     sub-batches."""
     from dcpnas.search import ChildGraph, child_objective_per_sample, discrepancy_direction
-    from dcpnas.search.curvature import fresh_ggn_product, subbatch_size
+    from dcpnas.search.maths.curvature import fresh_ggn_product, subbatch_size
 
     alphas = child.arch_parameters()
     parent_logits, tangent = parent_forward(parent, x, y)
@@ -176,10 +183,10 @@ def print_subbatch_table(results, lam, where):
 def subbatch_from_run(args, device):
     """The sub-batch table on a search run's trained Parent and Child (its last checkpoint)."""
     from dcpnas.config import from_dict
-    from dcpnas.search.checkpoint import checkpoint_path, load_search_checkpoint
+    from dcpnas.search.run.checkpoint import checkpoint_path, load_search_checkpoint
     from dcpnas.search.config import SearchConfig
-    from dcpnas.search.inputs import build_search_data
-    from dcpnas.search.learner import build_supernet
+    from dcpnas.search.run.inputs import build_search_data
+    from dcpnas.search.run.learner import build_supernet
     from dcpnas.utils.distributed import DistEnv
 
     state = load_search_checkpoint(checkpoint_path(args.from_run))

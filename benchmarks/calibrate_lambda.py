@@ -23,7 +23,7 @@ import torch
 
 from dcpnas.data import DeviceBatches, load_dataset, search_split
 from dcpnas.search import resolve_search_config
-from dcpnas.search.inputs import SearchData
+from dcpnas.search.run.inputs import SearchData
 from dcpnas.search.methods import MethodContext, build_method
 
 SIZES = {"quick": (1, 14), "fashion-mnist": (1, 28), "cifar10": (3, 32)}
@@ -63,7 +63,7 @@ def measure(preset: str, overrides: list[str], parent_steps: int, child_steps: i
     rows = []
     for (xt, yt), (xv, yv) in pairs[:child_steps]:
         out = {}
-        for step in method.child_steps:
+        for step in method.child_steps(held_tangent=None):
             out.update(step(xt, yt, xv, yv))
         rows.append({k: float(v) for k, v in out.items()})
     med = {k: statistics.median(r[k] for r in rows)

@@ -355,10 +355,10 @@ def test_search_choices_come_from_the_constants_that_define_them():
     import typing
 
     from dcpnas.search import config as sc
-    from dcpnas.search.curvature import CURVATURE_MODES
-    from dcpnas.search.decoupled import PARAMETRIZATIONS, RANK_SCOPES
-    from dcpnas.search.discrepancy import DISTANCES, SCALES
-    from dcpnas.search.objective import TEACHER_BN
+    from dcpnas.search.maths.curvature import CURVATURE_MODES
+    from dcpnas.search.maths.decoupled import PARAMETRIZATIONS, RANK_SCOPES
+    from dcpnas.search.maths.discrepancy import DISTANCES, SCALES
+    from dcpnas.search.maths.objective import TEACHER_BN
 
     objective, decoupled = typing.get_type_hints(sc.ObjectiveConfig), typing.get_type_hints(sc.DecoupledConfig)
     assert typing.get_args(objective["distance"]) == DISTANCES
@@ -378,7 +378,7 @@ def test_search_choices_come_from_the_constants_that_define_them():
     ("objective.fisher_sign=2", "config key 'objective.fisher_sign': expected one of -1.0, 1.0, got 2"),
 ])
 def test_search_config_errors_are_one_line_with_close_matches(override, message):
-    from dcpnas.search.api import resolve_search_config
+    from dcpnas.search.run.api import resolve_search_config
 
     with pytest.raises(ConfigError) as exc:
         resolve_search_config(preset="quick", overrides=[override])

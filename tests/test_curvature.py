@@ -16,15 +16,18 @@ import torch.nn as nn
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
-from dcpnas.search.curvature import (CURVATURES, GGN, ChildGraph, Exact, Fisher,
+from dcpnas.search.maths.curvature import (CURVATURES, GGN, ChildGraph, Exact, Fisher,
                                     curvature_from_config, fresh_ggn_product, make_curvature,
                                     subbatch_size)
 from dcpnas.search import (child_arch_gradient, child_objective_per_sample,
                            consistent_derivatives, discrepancy,
                            discrepancy_direction, exact_hvp, frozen_bn_statistics, ggn_product,
                            microbatch_gradients, parent_forward)
+from dcpnas.search.maths.discrepancy import make_distance
 from dcpnas.space import Supernet
 from dcpnas.space.ops import PReLU
+
+FRO = make_distance("fro")
 
 DT = torch.float64
 
@@ -109,8 +112,8 @@ def test_exact_gradient_equals_autograd_of_full_objective(nets, batch, distance,
     parent, child = nets
     x, y = batch
     parent_logits, tangent = parent_forward(parent, x, y)
-    got = child_arch_gradient(child, x, parent_logits, tangent, lam=lam, distance=distance,
-                              curvature="exact", discrepancy_scale=scale)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=lam,
+                              distance=make_distance(distance, scale), curvature=Exact())
     # Oracle: build D from a create_graph gradient and differentiate −G + λD directly (with the
     # PReLU kink convention that the exact path uses; see test_prelu_derivative_conventions).
     alphas = child.arch_parameters()
@@ -138,7 +141,8 @@ def test_exact_gradient_with_label_term_and_temperature(nets, batch):
     x, y = batch
     parent_logits, tangent = parent_forward(parent, x, y)
     kw = dict(temperature=2.0, label_ce_weight=0.5, labels=y)
-    got = child_arch_gradient(child, x, parent_logits, tangent, lam=1.0, curvature="exact", **kw)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=1.0, distance=FRO,
+                              curvature=Exact(), **kw)
     alphas = child.arch_parameters()
     with consistent_derivatives(child):
         logits = child(x)
@@ -178,10 +182,11 @@ def test_exact_path_ignores_autocast(nets, batch):
     x, y = batch
     child32, parent32, x32 = copy.deepcopy(child).float(), copy.deepcopy(parent).float(), x.float()
     parent_logits, tangent = parent_forward(parent32, x32, y)
-    plain = child_arch_gradient(child32, x32, parent_logits, tangent, lam=1.0, curvature="exact")
+    plain = child_arch_gradient(child32, x32, parent_logits, tangent, lam=1.0, distance=FRO,
+                                curvature=Exact())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        auto = child_arch_gradient(child32, x32, parent_logits, tangent, lam=1.0,
-                                   curvature="exact")
+        auto = child_arch_gradient(child32, x32, parent_logits, tangent, lam=1.0, distance=FRO,
+                                   curvature=Exact())
         assert child32(x32).dtype == torch.bfloat16  # autocast is really on around the call
     assert all(g.dtype == torch.float32 for g in auto.grad)
     assert _rel(auto.grad, plain.grad) < 1e-5
@@ -199,8 +204,8 @@ def test_lambda_zero_is_cp_nas_and_skips_curvature(nets, batch, curvature, monke
 
     for cls in CURVATURES.values():
         monkeypatch.setattr(cls, "product", forbidden)
-    got = child_arch_gradient(child, x, parent_logits, tangent, lam=0.0, curvature=curvature,
-                              fisher_microbatches=4)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=0.0, distance=FRO,
+                              curvature=make_curvature(curvature, fisher_microbatches=4))
     assert got.curvature_term is None
     assert all(torch.equal(g, -c) for g, c in zip(got.grad, got.g_C))
     _, g_C = _g_C(child, x, parent_logits)
@@ -278,7 +283,7 @@ def test_reverse_mode_ggn_equals_explicit_jacobian_product_on_child(nets, batch,
     with torch.no_grad():
         targets = parent(x)
     tangent = [torch.randn_like(a) for a in alphas]
-    kw = dict(lam=0.3, temperature=T, label_ce_weight=w, labels=y)
+    kw = dict(lam=0.3, distance=FRO, temperature=T, label_ce_weight=w, labels=y)
     reverse = child_arch_gradient(child, x, targets, tangent, curvature=GGN(T, w, jvp="reverse"), **kw)
     forward = child_arch_gradient(child, x, targets, tangent, curvature=GGN(T, w, jvp="forward"), **kw)
     assert _rel(reverse.g_C, forward.g_C) < 1e-12
@@ -321,8 +326,9 @@ def test_ggn_curvature_subbatch_is_the_product_on_the_first_images(nets, batch):
     torch.manual_seed(8)
     tangent = [torch.randn_like(a) for a in alphas]
     lam = 0.3
-    full = child_arch_gradient(child, x, targets, tangent, lam=lam, curvature=GGN())
-    sub = child_arch_gradient(child, x, targets, tangent, lam=lam, curvature=GGN(fraction=0.25))
+    full = child_arch_gradient(child, x, targets, tangent, lam=lam, distance=FRO, curvature=GGN())
+    sub = child_arch_gradient(child, x, targets, tangent, lam=lam, distance=FRO,
+                              curvature=GGN(fraction=0.25))
     assert _rel(sub.g_C, full.g_C) < 1e-12  # the gradient still sees all 8 images
     v = discrepancy_direction(full.g_C, tangent, "fro")
     [expected] = _explicit_ggn_products(child, x[:2], v, [(1.0, 0.0)])
@@ -386,16 +392,16 @@ def test_fisher_rank_one_is_its_formula(nets, batch):
     parent, child = nets
     x, y = batch
     parent_logits, tangent = parent_forward(parent, x, y)
-    got = child_arch_gradient(child, x, parent_logits, tangent, lam=0.3, distance="fro",
-                              curvature="fisher", fisher_sign=-1.0)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=0.3, distance=FRO,
+                              curvature=Fisher(sign=-1.0))
     _, g_C = _g_C(child, x, parent_logits)
     g, gp = _flat(g_C), _flat(tangent)
     v = 2 * (g - gp)
     expected = -g + 0.3 * (-1.0) * (g @ v) * g
     assert _rel(got.grad, [expected]) < 1e-10
     # The sign is an option: s = +1 flips the curvature term only.
-    plus = child_arch_gradient(child, x, parent_logits, tangent, lam=0.3, curvature="fisher",
-                               fisher_sign=1.0)
+    plus = child_arch_gradient(child, x, parent_logits, tangent, lam=0.3, distance=FRO,
+                               curvature=Fisher(sign=1.0))
     assert _rel(plus.curvature_term, [-c for c in got.curvature_term]) < 1e-12
 
 
@@ -406,8 +412,8 @@ def test_fisher_microbatches_are_their_formula(nets, batch, K):
     parent, child = nets
     x, y = batch
     parent_logits, tangent = parent_forward(parent, x, y)
-    got = child_arch_gradient(child, x, parent_logits, tangent, lam=1.0, distance="l1",
-                              curvature="fisher", fisher_microbatches=K)
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=1.0,
+                              distance=make_distance("l1"), curvature=Fisher(K))
     _, g_C = _g_C(child, x, parent_logits)
     v = _flat(discrepancy_direction(g_C, tangent, "l1"))
     per_sample = child_objective_per_sample(child(x), parent_logits)
@@ -530,7 +536,7 @@ def test_forward_mode_products_start_without_torch_warning():
 
     code = textwrap.dedent("""
         import torch, torch.nn as nn
-        from dcpnas.search.curvature import jacobian_vector_product
+        from dcpnas.search.maths.curvature import jacobian_vector_product
         class Net(nn.Module):
             def forward(self, x, alphas):
                 return x * alphas[0]

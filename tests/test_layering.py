@@ -22,11 +22,11 @@ def test_the_training_loss_does_not_load_the_search():
     assert not {m for m in loaded_modules("import dcpnas.train.losses") if m.startswith("dcpnas.search")}
 
 
-@pytest.mark.parametrize("module", ["dcpnas.search.objective", "dcpnas.search.curvature"])
+@pytest.mark.parametrize("module", ["dcpnas.search.maths.objective", "dcpnas.search.maths.curvature"])
 def test_a_search_submodule_does_not_load_the_loop(module):
     mods = loaded_modules(f"import {module}")
     assert module in mods
-    assert not mods & {"dcpnas.search.loop", "dcpnas.search.api", "dcpnas.search.methods"}
+    assert not mods & {"dcpnas.search.run.loop", "dcpnas.search.run.api", "dcpnas.search.methods"}
 
 
 def test_the_search_package_still_exports_its_api():
@@ -38,9 +38,9 @@ def test_the_search_package_still_exports_its_api():
 
 def test_shared_G_is_one_function():
     import dcpnas.losses
-    import dcpnas.search.objective
+    import dcpnas.search.maths.objective
 
-    assert dcpnas.search.objective.child_parent_G is dcpnas.losses.child_parent_G
+    assert dcpnas.search.maths.objective.child_parent_G is dcpnas.losses.child_parent_G
 
 
 def test_kernels_sit_below_binary_and_space():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dcpnas.binary import BinaryConv2d
-from dcpnas.search.curvature import ggn_product
+from dcpnas.search.maths.curvature import ggn_product
 from dcpnas.space import Supernet
 from dcpnas.space.named import DDPNAS_MCN_2
 from dcpnas.space.network import DerivedNetwork
@@ -124,7 +124,7 @@ def test_channels_last_policy():
 
 def test_search_supernets_and_batches_are_channels_last_on_cpu():
     from dcpnas.search import resolve_search_config
-    from dcpnas.search.learner import build_supernet
+    from dcpnas.search.run.learner import build_supernet
 
     cfg = resolve_search_config(preset="quick", overrides=["supernet.C=4", "supernet.layers=3"])
     net = build_supernet("child", cfg, 3, 10, torch.device("cpu"))

@@ -117,10 +117,10 @@ def test_genotype_ranks_edges_by_alpha_times_edge_weight():
 
 
 def test_exact_child_gradient_with_edge_normalization_equals_autograd():
-    from dcpnas.search.child_gradient import child_arch_gradient
-    from dcpnas.search.curvature import consistent_derivatives
-    from dcpnas.search.discrepancy import discrepancy
-    from dcpnas.search.objective import child_objective_per_sample, parent_forward
+    from dcpnas.search.maths.child_gradient import child_arch_gradient
+    from dcpnas.search.maths.curvature import Exact, consistent_derivatives
+    from dcpnas.search.maths.discrepancy import discrepancy, make_distance
+    from dcpnas.search.maths.objective import child_objective_per_sample, parent_forward
 
     torch.manual_seed(5)
     dt = torch.float64
@@ -133,8 +133,8 @@ def test_exact_child_gradient_with_edge_normalization_equals_autograd():
     x, y = torch.randn(6, 3, 8, 8, generator=g, dtype=dt), torch.randint(0, 5, (6,), generator=g)
     parent_logits, tangent = parent_forward(parent, x, y)
     assert len(tangent) == 4
-    got = child_arch_gradient(child, x, parent_logits, tangent, lam=1.0, distance="fro",
-                              curvature="exact", discrepancy_scale="none")
+    got = child_arch_gradient(child, x, parent_logits, tangent, lam=1.0,
+                              distance=make_distance("fro", "none"), curvature=Exact())
     alphas = child.arch_parameters()
     with consistent_derivatives(child):
         logits = child(x)

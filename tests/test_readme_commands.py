@@ -57,7 +57,7 @@ def check_command(argv: list[str]) -> None:
             return
         raise
     if args.command == "search" and not (args.resume and args.preset is None):
-        from dcpnas.search.api import resolve_search_config
+        from dcpnas.search.run.api import resolve_search_config
 
         resolve_search_config(args.config, preset=args.preset or "quick", method=args.method,
                               overrides=args.overrides)

@@ -175,8 +175,8 @@ def test_a_huge_learning_rate_stops_before_saving_a_non_finite_state(capsys, tin
 def test_search_state_check_names_the_previous_checkpoint(capsys, tiny_npz, tmp_path, monkeypatch):
     """Every tensor of the state is checked, not only the losses: a BatchNorm running_var of inf is
     not saved as 'last good'."""
-    from dcpnas.search import loop
-    from dcpnas.search.checkpoint import load_search_checkpoint
+    from dcpnas.search.run import loop
+    from dcpnas.search.run.checkpoint import load_search_checkpoint
     from dcpnas.utils.finite import first_non_finite
 
     real = loop.sync_batchnorm_stats

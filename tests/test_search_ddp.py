@@ -40,8 +40,8 @@ def _worker(rank: int, world: int, port: int, out: str, npz: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from dcpnas.search.api import resolve_search_config
-    from dcpnas.search.loop import SearchLoop
+    from dcpnas.search.run.api import resolve_search_config
+    from dcpnas.search.run.loop import SearchLoop
     from dcpnas.utils.distributed import cleanup, init_distributed
 
     env = init_distributed("cpu")
@@ -88,8 +88,8 @@ def test_two_ranks_keep_identical_parameters(tmp_path, tiny_npz):
 
 def test_ranks_get_disjoint_shards(tiny_npz):
     """What each rank trains on: the same global order, split by rank (no sample on both)."""
-    from dcpnas.search.api import resolve_search_config
-    from dcpnas.search.inputs import build_search_data
+    from dcpnas.search.run.api import resolve_search_config
+    from dcpnas.search.run.inputs import build_search_data
     from dcpnas.utils.distributed import DistEnv
 
     cfg = resolve_search_config(preset="quick", overrides=overrides(tiny_npz))

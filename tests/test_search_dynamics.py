@@ -12,13 +12,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dcpnas.search import resolve_search_config
-from dcpnas.search.architect import Architect, ChildArchitect, Teacher
-from dcpnas.search.curvature import GGN, Fisher
-from dcpnas.search.decoupled import DecoupledOptimization
-from dcpnas.search.discrepancy import make_distance
-from dcpnas.search.learner import build_learner
-from dcpnas.search.objective import parent_forward, teaching
-from dcpnas.search.phases import balanced_weight_update
+from dcpnas.search.maths.architect import Architect, ChildArchitect, Teacher
+from dcpnas.search.maths.curvature import GGN, Fisher
+from dcpnas.search.maths.decoupled import DecoupledOptimization
+from dcpnas.search.maths.discrepancy import make_distance
+from dcpnas.search.run.learner import build_learner
+from dcpnas.search.maths.objective import parent_forward, teaching
+from dcpnas.search.run.steps import balanced_weight_update, build_child_architect, build_teacher
 from dcpnas.space import Supernet
 
 
@@ -67,7 +67,7 @@ def test_teacher_uses_batch_statistics_and_leaves_running_ones_untouched():
 def test_teacher_logits_with_and_without_tangent_agree():
     cfg, P, _ = _learners()
     x, y = _batch()
-    t = Teacher.from_config(P, cfg, torch.device("cpu"))
+    t = build_teacher(P, cfg, torch.device("cpu"))
     a, g = t.logits_and_tangent(x, y, need_tangent=True)
     b, none = t.logits_and_tangent(x, y, need_tangent=False)
     assert none is None and g is not None
@@ -78,11 +78,11 @@ def test_teacher_logits_with_and_without_tangent_agree():
 def test_default_child_step_turns_away_from_minus_g_C():
     """With the defaults (ggn, λ on the tangent-scaled D) the α̂-step is not a rescaled −g_C."""
     cfg, P, C = _learners(seed=1)
-    assert isinstance(ChildArchitect.from_config(C, cfg, torch.device("cpu")).curvature, GGN)
+    assert isinstance(build_child_architect(C, cfg, torch.device("cpu")).curvature, GGN)
     x, y = _batch(seed=4)
-    teacher = Teacher.from_config(P, cfg, torch.device("cpu"))
+    teacher = build_teacher(P, cfg, torch.device("cpu"))
     logits, g_P = teacher.logits_and_tangent(x, y, need_tangent=True)
-    arch = ChildArchitect.from_config(C, cfg, torch.device("cpu"))
+    arch = build_child_architect(C, cfg, torch.device("cpu"))
     ag = arch.gradient(x, y, logits, g_P)
     assert ag.cos < 0.999 and ag.rho > 0
     # The book-literal rank-1 Fisher can only rescale the step: cos = 1 to float precision.
@@ -109,7 +109,7 @@ def test_tangent_scale_makes_lambda_independent_of_the_gradient_scale():
 
 def test_lambda_zero_step_computes_no_tangent():
     """CP-NAS (λ = 0) asks the teacher for no tangent (no Parent backward) unless D is logged."""
-    from dcpnas.search.phases import dcp_arch_step
+    from dcpnas.search.run.steps import dcp_arch_step
 
     cfg, P, C = _learners(method="cpnas")
     calls = []
@@ -119,12 +119,13 @@ def test_lambda_zero_step_computes_no_tangent():
             calls.append(need_tangent)
             return super().logits_and_tangent(x, y, need_tangent=need_tangent)
 
-    arch = ChildArchitect.from_config(C, cfg, torch.device("cpu"))
+    arch = build_child_architect(C, cfg, torch.device("cpu"))
     assert arch.lam == 0 and not arch.needs_tangent
     x, y = _batch()
-    out = dcp_arch_step(arch, Spy.from_config(P, cfg, torch.device("cpu")))(x, y, x, y)
+    spy = Spy(P, bn=cfg.objective.teacher_bn)
+    out = dcp_arch_step(arch, spy)(x, y, x, y)
     assert calls == [False] and "D" not in out and out["rho"] == 0.0
-    dcp_arch_step(arch, Spy.from_config(P, cfg, torch.device("cpu")), log_discrepancy=True)(x, y, x, y)
+    dcp_arch_step(arch, spy, log_discrepancy=True)(x, y, x, y)
     assert calls[-1] is True
 
 

@@ -14,15 +14,15 @@ import torch
 
 from dcpnas.errors import ConfigError, NonFiniteLossError
 from dcpnas.search import SearchConfig, resolve_search_config, search
-from dcpnas.search import phases
-from dcpnas.search.checkpoint import checkpoint_path, load_search_checkpoint, pack_tensors, unpack_tensors
+from dcpnas.search.run import steps as phases
+from dcpnas.search.run.checkpoint import checkpoint_path, load_search_checkpoint, pack_tensors, unpack_tensors
 from dcpnas.search.methods import METHODS
-from dcpnas.search.inputs import SearchData
-from dcpnas.search.learner import build_supernet, init_child_from_parent
+from dcpnas.search.run.inputs import SearchData
+from dcpnas.search.run.learner import build_supernet, init_child_from_parent
 from dcpnas.search.methods import MethodContext
 from dcpnas.search.methods.cpnas_sample import CpNasSample
 from dcpnas.search.methods.paths import genotype_paths, genotype_to_alphas, random_genotype
-from dcpnas.search.reporting import COLORS, alpha_entropy, plot_alphas
+from dcpnas.search.run.reporting import COLORS, alpha_entropy, plot_alphas
 from dcpnas.space import NUM_EDGES, PRIMITIVES, Supernet, derive_genotype
 
 TINY = ["data.limit=32", "data.batch_size=8", "supernet.C=2", "schedule.rounds=1", "data.eval_batches=1",

@@ -32,7 +32,7 @@ def test_evaluate_and_export_share_modelfile_not_each_other(module, other):
 
 
 def test_search_and_train_use_the_same_run_state_and_guards():
-    from dcpnas.search import checkpoint as search_ckpt, loop
+    from dcpnas.search.run import checkpoint as search_ckpt, loop
     from dcpnas.train import checkpoint as train_ckpt, trainer
     from dcpnas.utils import distributed, finite, runstate
 

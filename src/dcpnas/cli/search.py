@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..search.api import search
+    from ..search.run.api import search
     from ..utils.rundir import check_run_dir
 
     # Before the config is even resolved: resuming reads --out/config.json, which must be a search's.

@@ -1,4 +1,4 @@
-"""``SearchConfig``: every setting of a search run, typed and validated, and its presets.
+"""``SearchConfig``: every setting of a search run, typed and validated (the presets: presets.py).
 
 Sections follow the method (docs/METHOD.md, the decisions): ``data`` (search split), ``supernet``
 (proxy size), ``schedule`` (rounds, alternation), ``optim`` (w, ŵ, α optimisers), ``objective``
@@ -18,19 +18,17 @@ supernet for darts/bnas, so every network gets ``schedule.rounds`` epochs.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from ..binary.reconstruction import REDUCTIONS
-from ..config import register_preset
 from ..errors import ConfigError
 from ..space.macro import LAYOUTS
 from ..space.primitives import PRIMITIVES, SCOPES
-from .curvature import CURVATURE_MODES
-from .decoupled import PARAMETRIZATIONS, RANK_SCOPES
-from .discrepancy import DISTANCES, SCALES
-from .objective import TEACHER_BN
+from .maths.curvature import CURVATURE_MODES
+from .maths.decoupled import PARAMETRIZATIONS, RANK_SCOPES
+from .maths.discrepancy import DISTANCES, SCALES
+from .maths.objective import TEACHER_BN
 
 __all__ = ["SearchConfig", "DataConfig", "SupernetConfig", "ScheduleConfig",
            "WeightOptimConfig", "ArchOptimConfig", "OptimConfig", "ObjectiveConfig",
@@ -339,13 +337,8 @@ class SearchConfig:
     stop_after_epochs: int = 0         # stop (resumable) after this many epochs in this process
 
     def validate(self) -> None:
-        from .methods import METHODS  # the registry; loading it registers every method
-
-        if self.method not in METHODS:
-            close = difflib.get_close_matches(self.method, METHODS, n=2, cutoff=0.6)
-            hint = " (did you mean " + " or ".join(repr(c) for c in close) + "?)" if close else ""
-            raise ConfigError(f"config key 'method': expected one of {', '.join(map(repr, METHODS))}, "
-                              f"got {self.method!r}{hint}")
+        # The method name is checked against the registry where the methods load
+        # (``methods.check_method``): the methods build on this module, not the other way round.
         _positive("log_every", self.log_every)
         _positive("threads", self.threads, allow_zero=True)
         _positive("stop_after_epochs", self.stop_after_epochs, allow_zero=True)
@@ -377,79 +370,3 @@ class SearchConfig:
 
 #: Methods that train sampled single-path networks instead of the mixed supernet.
 SINGLE_PATH_METHODS = ("cpnas-sample", "random")
-
-
-# -- presets ---------------------------------------------------------------------------------------
-def _quick() -> SearchConfig:
-    """CPU search that visibly searches, on the embedded Fashion-MNIST subset (2-3 minutes).
-
-    1024 images at 14×14 (the found network trains at 28×28), 2 rounds of 16 + 16 steps (a full
-    pass each); Adam on the weights because a few dozen SGD steps leave a supernet near chance,
-    and a larger α step so that α moves within 64 α-steps instead of DARTS's thousands.
-    """
-    cfg = SearchConfig()
-    cfg.data = DataConfig(dataset="embedded", batch_size=32, limit=1024, resolution=14,
-                          eval_batches=8)
-    cfg.supernet = SupernetConfig(C=4, layers=3)
-    cfg.schedule = ScheduleConfig(rounds=2)
-    for w in (cfg.optim.w, cfg.optim.w_hat):
-        w.optimizer, w.lr, w.lr_min, w.weight_decay = "adam", 3e-3, 3e-4, 0.0
-    cfg.optim.alpha.lr = 3e-2
-    cfg.sample = SampleConfig(steps=4, eval_batches=2)
-    cfg.random = RandomConfig(samples=4, eval_batches=4)
-    cfg.device = "cpu"
-    cfg.threads = 1                    # tiny kernels: one thread beats two on a shared 2-core box
-    cfg.log_every = 4
-    return cfg
-
-
-def _fashion_mnist() -> SearchConfig:
-    """Real Fashion-MNIST on a 2-core CPU within 45 minutes: 8192 images at 14×14, 4 rounds.
-
-    About 17 minutes on one thread (docs/RESULTS.md#fashion-mnist-search). Sizes: a seeded
-    8192-image subset of the 60 000 (4096 train the weights, 4096 the architecture),
-    area-downsampled to 14×14 (the found network trains at 28×28), the `quick` supernet (C 4, 3
-    cells), batch 64 (per-op overhead dominates these kernels on one thread: 4× the batch cost 2.8×
-    the time), 4 rounds of 64 + 64 steps: 256 α-steps per supernet, 8× the `quick` search, with the
-    α learning rate a third of quick's (1e-2) so α drifts by the same order over 4× the steps. One
-    thread: it leaves the second core free.
-    """
-    cfg = _quick()
-    cfg.data = DataConfig(dataset="fashion-mnist", batch_size=64, limit=8192, resolution=14,
-                          eval_batches=16)
-    cfg.schedule = ScheduleConfig(rounds=4)
-    cfg.optim.alpha.lr = 1e-2
-    cfg.sample = SampleConfig(steps=16, eval_batches=4)
-    cfg.random = RandomConfig(samples=8, eval_batches=8)
-    cfg.log_every = 8
-    return cfg
-
-
-def _cifar10() -> SearchConfig:
-    """The DARTS proxy on CIFAR-10: 8 cells, 16 channels, 50 epochs per network, batch 64 (GPU)."""
-    cfg = SearchConfig()
-    cfg.data = DataConfig(dataset="cifar10", batch_size=64, augment=True)
-    cfg.supernet = SupernetConfig(C=16, layers=8)
-    cfg.schedule = ScheduleConfig(rounds=50)
-    cfg.sample = SampleConfig(steps=100, eval_batches=20)
-    cfg.random = RandomConfig(samples=10)
-    cfg.log_every = 50
-    return cfg
-
-
-def _imagenet() -> SearchConfig:
-    """PC-DARTS-style ImageNet proxy: 10% of train/, ImageNet layout, 8 cells, C 16 (multi-GPU)."""
-    cfg = SearchConfig()
-    cfg.data = DataConfig(dataset="imagenet", batch_size=128, imagenet_fraction=0.1, augment=True,
-                          data_dir="data/imagenet")
-    cfg.supernet = SupernetConfig(C=16, layers=8, layout="imagenet")
-    cfg.schedule = ScheduleConfig(rounds=25)
-    cfg.sample = SampleConfig(steps=200, eval_batches=20)
-    cfg.random = RandomConfig(samples=10)
-    cfg.log_every = 50
-    return cfg
-
-
-for _name, _factory in (("quick", _quick), ("fashion-mnist", _fashion_mnist), ("cifar10", _cifar10),
-                        ("imagenet", _imagenet)):
-    register_preset("search", _name, _factory, replace=True)

@@ -220,11 +220,13 @@ def _literal(node, source):
         raise GenotypeError(f"{source}: only literal values are allowed in a genotype") from None
 
 
+#: name -> Genotype; ``dcpnas.space.named`` fills it as the package loads (it builds on this module).
+NAMED_GENOTYPES: dict[str, Genotype] = {}
+
+
 def load_genotype(spec) -> Genotype:
     """A Genotype from a name (see ``dcpnas.space.named``), a file (.json or a Genotype repr) or
     a ``Genotype(...)`` string."""
-    from .named import NAMED_GENOTYPES
-
     if isinstance(spec, Genotype):
         return spec
     spec = str(spec)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .genotype import Genotype
+from .genotype import NAMED_GENOTYPES, Genotype
 
 _CONCAT = (2, 3, 4, 5)
 
@@ -33,10 +33,10 @@ DDPNAS_MCN_2 = Genotype(
             ("max_pool_3x3", 1), ("dil_conv_5x5", 2), ("dil_conv_5x5", 2), ("sep_conv_5x5", 1)],
     reduce_concat=_CONCAT)
 
-NAMED_GENOTYPES: dict[str, Genotype] = {
+NAMED_GENOTYPES.update({
     "DARTS_V1": DARTS_V1,
     "DARTS_V2": DARTS_V2,
     "DARTS": DARTS_V2,
     "DDPNAS_MCN_2": DDPNAS_MCN_2,
     "DCP_NAS_L": DDPNAS_MCN_2,
-}
+})

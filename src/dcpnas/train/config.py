@@ -117,7 +117,7 @@ class OptimConfig:
 class LossConfig:
     """loss = distill_weight·(−G) + label_weight·CE + reconstruction_weight·L_R.
 
-    −G = KL(p_teacher ‖ p_student) at ``temperature`` (``dcpnas.search.objective.child_parent_G``,
+    −G = KL(p_teacher ‖ p_student) at ``temperature`` (``dcpnas.search.maths.objective.child_parent_G``,
     the soft-target CE up to the teacher's entropy). Without a teacher the loss is the label CE alone
     (weight 1). L_R (Eq. 4.23) is added only while binary weights are on (step 2).
     """

@@ -223,6 +223,15 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def tune_backends(device: str | torch.device, deterministic: bool = False) -> None:
+    """Let cuDNN pick its fastest convolution algorithms on CUDA (a search's and a training's shapes
+    are fixed, so the one-off benchmarking pays back); deterministic runs keep it off
+    (``seed_everything``)."""
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
+    if device_type == "cuda" and not deterministic:
+        torch.backends.cudnn.benchmark = True
+
+
 def autocast_context(device: str | torch.device, enabled: bool = True):
     """bf16 autocast on CUDA when ``enabled``; a ``nullcontext`` on other devices (CPU runs stay fp32)."""
     device_type = device.type if isinstance(device, torch.device) else torch.device(device).type

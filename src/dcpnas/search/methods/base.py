@@ -9,8 +9,8 @@ import torch
 from ...space import Genotype, derive_genotype
 from ...utils.registry import Registry
 from ..config import SearchConfig
-from ..inputs import SearchData
-from ..phases import PhaseDriver
+from ..run.inputs import SearchData
+from ..run.driver import PhaseDriver, epoch_length
 
 __all__ = ["MethodContext", "SearchMethod", "REGISTRY"]
 
@@ -54,9 +54,10 @@ class SearchMethod:
     def num_epochs(self) -> int:
         raise NotImplementedError
 
-    def epoch_steps(self, epoch: int, driver: PhaseDriver) -> int:
+    def epoch_steps(self, epoch: int) -> int:
         """Batches the driver runs in ``epoch`` (for the progress bar)."""
-        return driver.steps_per_epoch()
+        d = self.ctx.data
+        return epoch_length(d.train, d.val, self.cfg.schedule.steps_per_epoch)
 
     def run_epoch(self, epoch: int, driver: PhaseDriver) -> dict:
         """Run epoch ``epoch`` (0-based) and return its record (metric means, where it was)."""

@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 
 from ...space import NUM_EDGES, PRIMITIVES
-from ..architect import Teacher
-from ..learner import build_learner
-from ..phases import PhaseDriver, distill_weight_step, evaluate, label_weight_step
+from ..run.learner import build_learner
+from ..run.driver import PhaseDriver, epoch_length
+from ..run.steps import build_teacher, distill_weight_step, evaluate, label_weight_step
 from .base import MethodContext, SearchMethod
 from .paths import genotype_paths
 
@@ -50,10 +50,7 @@ class CpNasSample(SearchMethod):
         self.z_all = torch.zeros(shape, dtype=torch.float64)
         self.n_all = torch.zeros(shape, dtype=torch.float64)
         self.paths = None
-        paths_fn = lambda: self.paths  # noqa: E731 - the steps read the current sample's path
-        self.steps = [label_weight_step(self.parent, cfg, dev, paths_fn),
-                      distill_weight_step(self.child, Teacher.from_config(self.parent, cfg, dev), cfg, dev,
-                                          paths_fn)]
+        self.teacher = build_teacher(self.parent, cfg, dev)
 
     # -- the schedule -------------------------------------------------------------------------------
     def num_epochs(self) -> int:
@@ -71,8 +68,9 @@ class CpNasSample(SearchMethod):
             epoch -= T * K
         raise IndexError("epoch beyond the CP-NAS schedule")
 
-    def epoch_steps(self, epoch: int, driver: PhaseDriver) -> int:
-        return driver.steps_per_epoch(self.cfg.sample.steps or None)
+    def epoch_steps(self, epoch: int) -> int:
+        d = self.ctx.data
+        return epoch_length(d.train, d.val, self.cfg.sample.steps or self.cfg.schedule.steps_per_epoch)
 
     def sample_paths(self, stage: int, sweep: int, k: int) -> torch.Tensor:
         """2 × 14 op indices: the k-th op of each edge's permutation of its remaining ops."""
@@ -94,7 +92,9 @@ class CpNasSample(SearchMethod):
         sampled = self.sample_paths(stage, sweep, k)
         self.paths = (sampled[0].tolist(), sampled[1].tolist())
         info = {"round": stage + 1, "phase": "sample", "K": K, "sweep": sweep + 1, "sample": k + 1}
-        out = driver.run(self.steps, data_epoch=epoch, max_steps=cfg.sample.steps or None, info=info,
+        steps = [label_weight_step(self.parent, cfg, dev, self.paths),     # this sample's path
+                 distill_weight_step(self.child, self.teacher, cfg, dev, self.paths)]
+        out = driver.run(steps, data_epoch=epoch, max_steps=cfg.sample.steps or None, info=info,
                          where=f"CP-NAS stage {stage + 1}/{STAGES} (K={K}), sweep {sweep + 1}, "
                                f"sample {k + 1}")
         self.parent.end_epoch()

@@ -10,10 +10,11 @@ The genotype is derived from α̂.
 
 from __future__ import annotations
 
-from ..architect import ChildArchitect, Teacher
-from ..learner import build_learner, init_child_from_parent
-from ..phases import (PhaseDriver, TangentMean, dcp_arch_step, distill_weight_step, evaluate,
-                      inherit_step, label_arch_step, label_weight_step)
+from ..run.driver import PhaseDriver
+from ..run.learner import build_learner, init_child_from_parent
+from ..run.steps import (TangentMean, build_child_architect, build_teacher, dcp_arch_step,
+                         distill_weight_step, evaluate, inherit_step, label_arch_step,
+                         label_weight_step)
 from .base import MethodContext, SearchMethod
 
 
@@ -36,19 +37,22 @@ class DcpNas(SearchMethod):
         # tangent=epoch_mean: g_P averaged over the Parent's α-steps (the last Parent epoch, or
         # the current round so far when alternating per step), held fixed for the Child.
         self.tangent = TangentMean() if cfg.objective.tangent == "epoch_mean" else None
-        self.fixed_tangent = None
-        fixed = None
-        if self.tangent is not None:
-            fixed = (self.tangent.mean if self.per_step else (lambda: self.fixed_tangent))
+        self.fixed_tangent = None    # the last Parent epoch's mean (alternation per epoch)
         P, C = self.parent, self.child
         self.parent_steps = [label_weight_step(P, cfg, dev), label_arch_step(P, cfg, dev, self.tangent)]
-        self.teacher = Teacher.from_config(P, cfg, dev)
-        self.architect = ChildArchitect.from_config(C, cfg, dev)
-        self.child_steps = [distill_weight_step(C, self.teacher, cfg, dev),
-                            dcp_arch_step(self.architect, self.teacher, fixed_tangent=fixed,
-                                          log_discrepancy=cfg.objective.log_discrepancy)]
-        self.round_steps = (self.parent_steps + [inherit_step(P, C)] + self.child_steps
-                            + [inherit_step(C, P)])
+        self.teacher = build_teacher(P, cfg, dev)
+        self.architect = build_child_architect(C, cfg, dev)
+        self.child_weight_step = distill_weight_step(C, self.teacher, cfg, dev)
+        if self.per_step:
+            self.round_steps = (self.parent_steps + [inherit_step(P, C)]
+                                + self.child_steps(held_tangent=self.tangent)
+                                + [inherit_step(C, P)])
+
+    def child_steps(self, held_tangent) -> list:
+        """The Child phase's steps, its α̂-step given the tangent it holds (None: g_P per batch)."""
+        return [self.child_weight_step,
+                dcp_arch_step(self.architect, self.teacher, held_tangent=held_tangent,
+                              log_discrepancy=self.cfg.objective.log_discrepancy)]
 
     def num_epochs(self) -> int:
         return self.cfg.schedule.rounds * (1 if self.per_step else 2)
@@ -80,7 +84,8 @@ class DcpNas(SearchMethod):
                 C.net.load_arch(P.alphas)      # architecture inheriting α̂ ← α
                 C.forget_backtrack()
             else:
-                out = driver.run(self.child_steps, data_epoch=epoch, where=where, info=info)
+                out = driver.run(self.child_steps(held_tangent=self.fixed_tangent),
+                                 data_epoch=epoch, where=where, info=info)
                 C.end_epoch()
                 P.net.load_arch(C.alphas)      # architecture inheriting α ← α̂
                 P.forget_backtrack()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ..architect import Teacher
-from ..learner import build_learner
-from ..phases import PhaseDriver, distill_weight_step, evaluate, label_weight_step
+from ..run.learner import build_learner
+from ..run.driver import PhaseDriver
+from ..run.steps import build_teacher, distill_weight_step, evaluate, label_weight_step
 from .base import MethodContext, SearchMethod
 from .paths import genotype_paths, genotype_to_alphas, random_genotype
 
@@ -52,11 +52,11 @@ class RandomSearch(SearchMethod):
                                     epochs=self.per_sample, search_arch=False)
                       if cfg.random.supervision == "parent" else None)
         if parent is None:
-            steps = [label_weight_step(child, cfg, dev, lambda: paths)]
+            steps = [label_weight_step(child, cfg, dev, paths)]
         else:
-            steps = [label_weight_step(parent, cfg, dev, lambda: paths),
-                     distill_weight_step(child, Teacher.from_config(parent, cfg, dev), cfg, dev,
-                                         lambda: paths)]
+            steps = [label_weight_step(parent, cfg, dev, paths),
+                     distill_weight_step(child, build_teacher(parent, cfg, dev), cfg, dev,
+                                         paths)]
         self.current = {"index": index, "genotype": genotype, "paths": paths, "child": child,
                         "parent": parent, "steps": steps}
 

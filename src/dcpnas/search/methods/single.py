@@ -7,8 +7,9 @@ decoupled optimisation.
 
 from __future__ import annotations
 
-from ..learner import build_learner
-from ..phases import PhaseDriver, evaluate, label_arch_step, label_weight_step
+from ..run.learner import build_learner
+from ..run.driver import PhaseDriver
+from ..run.steps import evaluate, label_arch_step, label_weight_step
 from .base import MethodContext, SearchMethod
 
 

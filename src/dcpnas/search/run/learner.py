@@ -10,11 +10,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ..binary import BinaryConv2d
-from ..space import NUM_EDGES, PRIMITIVES, Supernet
-from ..utils.distributed import broadcast_, use_channels_last
-from .config import SearchConfig, WeightOptimConfig
-from .decoupled import DecoupledOptimization
+from ...binary import BinaryConv2d
+from ...space import NUM_EDGES, PRIMITIVES, Supernet
+from ...utils.distributed import broadcast_, use_channels_last
+from ..config import SearchConfig, WeightOptimConfig
+from ..maths.decoupled import DecoupledOptimization
 
 __all__ = ["Learner", "build_supernet", "build_learner", "init_child_from_parent"]
 

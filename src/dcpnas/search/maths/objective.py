@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..binary.reconstruction import reconstruction_loss
+from ...binary.reconstruction import reconstruction_loss
 from .curvature import frozen_bn_statistics
 
 TensorList = Sequence[torch.Tensor]
@@ -39,7 +39,7 @@ def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
 
 
 # -- G: shared with the final training, so it lives below both (docs/METHOD.md#decision-g) --------
-from ..losses import child_parent_G, child_parent_G_per_sample  # noqa: E402,F401  (re-exported)
+from ...losses import child_parent_G, child_parent_G_per_sample  # noqa: E402,F401  (re-exported)
 
 
 def child_objective_per_sample(child_logits: torch.Tensor, parent_logits: torch.Tensor, *,

@@ -17,10 +17,12 @@ from typing import Iterable, Optional, Union
 
 import torch
 
-from ..config import apply_overrides, deep_merge, from_dict, resolve_config, to_dict
-from ..errors import ConfigError
-from ..utils.rundir import check_run_dir
-from .config import SearchConfig
+from ...config import apply_overrides, deep_merge, from_dict, resolve_config, to_dict
+from ...errors import ConfigError
+from ...utils.rundir import check_run_dir
+from .. import presets  # noqa: F401  (registers the search presets)
+from ..config import SearchConfig
+from ..methods import check_method
 from .loop import SearchLoop, SearchResult
 
 __all__ = ["search", "resolve_search_config", "SearchResult"]
@@ -34,6 +36,12 @@ def resolve_search_config(config: ConfigLike = None, *, preset: Optional[str] = 
                           resume: bool = False) -> SearchConfig:
     """The run's config: preset, then a config (object, dict or .json/.toml file), then ``method``
     and the ``KEY=VALUE`` overrides. Resuming without preset or config reuses ``out/config.json``."""
+    cfg = _resolve(config, preset=preset, method=method, overrides=overrides, out=out, resume=resume)
+    check_method(cfg.method)
+    return cfg
+
+
+def _resolve(config: ConfigLike, *, preset, method, overrides, out, resume) -> SearchConfig:
     overrides = [overrides] if isinstance(overrides, str) else list(overrides)
     if method is not None:
         overrides.append(f"method={method}")
@@ -64,7 +72,7 @@ def search(config: ConfigLike = None, *, preset: Optional[str] = None, method: O
     darts | random; overrides: ``KEY=VALUE`` items (``objective.lam=1e-3``); out: run directory
     (default ``runs/search-<method>-<time>``); resume: continue the run in ``out``.
     """
-    from ..utils.distributed import cleanup, init_distributed
+    from ...utils.distributed import cleanup, init_distributed
 
     cfg = resolve_search_config(config, preset=preset, method=method, overrides=overrides, out=out,
                                 resume=resume)

@@ -37,8 +37,8 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..utils.modules import modules_of_type
-from ..utils.registry import Registry
+from ...utils.modules import modules_of_type
+from ...utils.registry import Registry
 
 
 TensorList = Sequence[torch.Tensor]

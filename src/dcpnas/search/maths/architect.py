@@ -15,25 +15,26 @@ come from ``torch.autograd.grad`` and never pass DDP hooks.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..utils.distributed import all_reduce_mean_, autocast_context
+from ...space.supernet import op_alphas
+from ...utils.distributed import all_reduce_mean_, autocast_context
 from .child_gradient import ArchGradient, child_arch_gradient
-from .config import SearchConfig
-from .curvature import Curvature, curvature_from_config
-from .discrepancy import Distance, make_distance
-from .learner import Learner
-from ..space.supernet import op_alphas
+from .curvature import Curvature
+from .discrepancy import Distance
 from .objective import parent_forward, teaching
+
+if TYPE_CHECKING:  # the architects step a learner the run machinery builds
+    from ..run.learner import Learner
 
 __all__ = ["Teacher", "Architect", "LabelArchitect", "ChildArchitect"]
 
 
-def _norm(ts: Sequence[torch.Tensor]) -> float:
-    return float(torch.sqrt(sum(t.double().pow(2).sum() for t in ts)))
+def _norm(ts: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(sum(t.double().pow(2).sum() for t in ts))
 
 
 def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -47,10 +48,6 @@ class Teacher:
     def __init__(self, parent: Learner, *, bn: str = "batch", amp: bool = False,
                  device: Optional[torch.device] = None):
         self.parent, self.bn, self.amp, self.device = parent, bn, amp, device
-
-    @classmethod
-    def from_config(cls, parent: Learner, cfg: SearchConfig, device: torch.device) -> "Teacher":
-        return cls(parent, bn=cfg.objective.teacher_bn, amp=cfg.amp, device=device)
 
     def logits(self, x: torch.Tensor, paths=None) -> torch.Tensor:
         """G's target on ``x`` (single-path when ``paths`` is given); no graph."""
@@ -102,7 +99,8 @@ class Architect:
         adam = _norm([s - p for s, p in zip(stepped, prev)])
         back = _norm([a.detach() - s for a, s in zip(ops, stepped)])
         prefix = L.name
-        return {f"{prefix}_backtrack_ratio": back / adam if adam > 0 else 0.0,
+        # Diagnostics stay on the device (the driver reads them once per log interval).
+        return {f"{prefix}_backtrack_ratio": torch.where(adam > 0, back / adam, torch.zeros_like(adam)),
                 f"{prefix}_decoupled_coef": dec.coefficient_mean()}
 
 
@@ -143,13 +141,6 @@ class ChildArchitect(Architect):
         self.lam, self.distance, self.curvature = float(lam), distance, curvature
         self.temperature, self.label_ce_weight = temperature, label_ce_weight
         self.amp, self.device = amp, device
-
-    @classmethod
-    def from_config(cls, child: Learner, cfg: SearchConfig, device: torch.device) -> "ChildArchitect":
-        oc = cfg.objective
-        return cls(child, lam=cfg.lam, distance=make_distance(oc.distance, oc.discrepancy_scale),
-                   curvature=curvature_from_config(oc), temperature=oc.temperature,
-                   label_ce_weight=oc.label_ce_weight, amp=cfg.amp, device=device)
 
     @property
     def needs_tangent(self) -> bool:

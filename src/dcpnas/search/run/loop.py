@@ -23,23 +23,24 @@ from pathlib import Path
 from typing import Optional
 
 
-from .. import __version__
-from ..config import save_config, to_dict
-from ..errors import ConfigError, WriteError
-from ..space import Genotype
-from ..space.supernet import op_alphas
-from ..utils.distributed import DistEnv, barrier, broadcast_, seed_everything, sync_batchnorm_stats
-from ..utils.finite import check_finite_state, kept_checkpoint
-from ..utils.io import atomic_write_json, os_reason
-from ..utils.logging import JsonlLogger, console
-from ..utils.progress import Progress
-from ..utils.rundir import check_run_dir, claim_run_dir
-from ..utils.runstate import check_finite_config, check_resume_config as _check_resume, restoring
+from ... import __version__
+from ...config import save_config, to_dict
+from ...errors import ConfigError, WriteError
+from ...space import Genotype
+from ...space.supernet import op_alphas
+from ...utils.distributed import (DistEnv, barrier, broadcast_, seed_everything, sync_batchnorm_stats,
+                                  tune_backends)
+from ...utils.finite import check_finite_state, kept_checkpoint
+from ...utils.io import atomic_write_json, os_reason
+from ...utils.logging import JsonlLogger, console
+from ...utils.progress import Progress
+from ...utils.rundir import check_run_dir, claim_run_dir
+from ...utils.runstate import check_finite_config, check_resume_config as _check_resume, restoring
 from .checkpoint import checkpoint_path, load_search_checkpoint, save_search_checkpoint, set_rng_state
-from .config import SearchConfig
+from ..config import SearchConfig
 from .inputs import build_search_data
-from .methods import MethodContext, build_method
-from .phases import PhaseDriver
+from ..methods import MethodContext, build_method
+from .driver import PhaseDriver
 from .reporting import (diagnostics_summary, alpha_entropy, alpha_weights, format_summary, plot_alphas, profile_summary,
                         tensorboard_writer)
 
@@ -115,6 +116,7 @@ class SearchLoop:
         check_run_dir(self.out, "search", resume=resume, probe_lock=self.env.is_main)
         self._check_out_dir(resume, load=False)
         seed_everything(self.cfg.seed, self.cfg.deterministic)
+        tune_backends(self.env.device, self.cfg.deterministic)
         self.data = build_search_data(self.cfg, self.env)
         self.method = build_method(MethodContext(self.cfg, self.data, self.env.device))
         with claim_run_dir(self.out, "search", resume=resume, enabled=self.env.is_main):
@@ -143,13 +145,12 @@ class SearchLoop:
             logger.log(rec)
             _scalars(tb, "step", rec, rec["global_step"])
 
-        driver = PhaseDriver(data.train, data.val, max_steps=cfg.schedule.steps_per_epoch,
-                             log_every=cfg.log_every, on_step=on_step,
-                             last_checkpoint=self._last_checkpoint)
-        steps_total = sum(method.epoch_steps(e, driver) for e in range(start, total))
+        steps_total = sum(method.epoch_steps(e) for e in range(start, total))
         progress = Progress(steps_total, f"search {cfg.method}", enabled=env.is_main and not self.quiet)
-        driver.progress = progress
-        driver.global_step = sum(int(h.get("steps", 0)) for h in self.history)
+        driver = PhaseDriver(data.train, data.val, max_steps=cfg.schedule.steps_per_epoch,
+                             log_every=cfg.log_every, on_step=on_step, progress=progress,
+                             last_checkpoint=self._last_checkpoint,
+                             global_step=sum(int(h.get("steps", 0)) for h in self.history))
         logger.log({"event": "resume" if resume else "start", "epochs_done": start, "epochs": total,
                     "method": cfg.method, "world_size": env.world_size, "device": str(env.device)})
         t0 = time.perf_counter()
@@ -243,7 +244,7 @@ class SearchLoop:
         final = self.method.final_accuracies()
         if not env.is_main:
             return {}
-        from ..space.draw import draw_cell
+        from ...space.draw import draw_cell
 
         genotype.save(out / "genotype.json")
         drawings = {}

@@ -9,8 +9,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .curvature import ChildGraph, Curvature, consistent_derivatives, make_curvature
-from .discrepancy import Distance, make_distance
+from .curvature import ChildGraph, Curvature, consistent_derivatives
+from .discrepancy import Distance
 from .objective import child_objective_per_sample, child_parent_G_per_sample
 
 
@@ -26,33 +26,33 @@ class ArchGradient:
     curvature_term: H_G·∂D/∂g_C, or None when λ = 0.
     rho: ‖λ·H_G·∂D/∂g_C‖ / ‖g_C‖, how much D acts on the step (0 when λ = 0).
     cos: cos(grad, −g_C); 1 when D only rescales the step or is off.
+    G, D, rho and cos are 0-dim tensors on the device when computed (no host sync); D is NaN and
+    rho, cos the Python numbers 0 and 1 when there is nothing to compute.
     """
 
     grad: list[torch.Tensor]
-    G: float
-    D: float
+    G: torch.Tensor
+    D: torch.Tensor | float
     g_C: list[torch.Tensor]
     child_logits: torch.Tensor
     curvature_term: Optional[list[torch.Tensor]] = None
-    rho: float = 0.0
-    cos: float = 1.0
+    rho: torch.Tensor | float = 0.0
+    cos: torch.Tensor | float = 1.0
 
 
 def _norm(ts: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.sqrt(sum(t.double().pow(2).sum() for t in ts))
 
 
-def _cos(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
+def _cos(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
     dot = sum((x.double() * y.double()).sum() for x, y in zip(a, b))
     den = _norm(a) * _norm(b)
-    return float(dot / den) if float(den) > 0 else 1.0
+    return torch.where(den > 0, dot / den, torch.ones_like(den))
 
 
 def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.Tensor,
-                        tangent: Optional[Sequence[torch.Tensor]], *, lam: float = 5e-3,
-                        distance: str | Distance = "fro", curvature: str | Curvature = "ggn",
-                        discrepancy_scale: str = "none", fisher_microbatches: int = 1,
-                        fisher_sign: float = -1.0, temperature: float = 1.0,
+                        tangent: Optional[Sequence[torch.Tensor]], *, lam: float,
+                        distance: Distance, curvature: Curvature, temperature: float = 1.0,
                         label_ce_weight: float = 0.0, labels: Optional[torch.Tensor] = None,
                         alphas: Optional[Sequence[torch.Tensor]] = None) -> ArchGradient:
     """∇_α̂ of the DCP-NAS architecture objective −G + λD on one batch (Eq. 4.33).
@@ -63,8 +63,8 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
     tangent: g_P = ∂f̃ᴾ/∂α on the same batch (or a held-fixed one). May be None when λ = 0
       (CP-NAS needs no Parent backward); D is then NaN.
     lam: λ. λ = 0 is the CP-NAS objective: the result is exactly −g_C and no curvature work runs.
-    distance, curvature: a ``Distance`` / ``Curvature`` (built once by the caller), or their
-      names, built here with ``discrepancy_scale`` and the fisher options.
+    distance, curvature: the ``Distance`` and ``Curvature`` strategies (built once from the config:
+      ``make_distance``, ``curvature_from_config``).
     temperature, label_ce_weight, labels: the definition of G̃ (docs/METHOD.md, Decision G).
     alphas: the α̂ tensors to differentiate (default: ``child.arch_parameters()``).
 
@@ -75,9 +75,7 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
 
     The returned grad is not written to ``.grad``; the caller does that (and any all-reduce).
     """
-    curv = make_curvature(curvature, temperature=temperature, label_ce_weight=label_ce_weight,
-                          fisher_microbatches=fisher_microbatches, fisher_sign=fisher_sign)
-    dist = make_distance(distance, discrepancy_scale)
+    curv, dist = curvature, distance
     net = getattr(child, "module", child)
     alphas = list(net.arch_parameters() if alphas is None else alphas)
     use_curvature = lam != 0
@@ -114,20 +112,20 @@ def child_arch_gradient(child: nn.Module, x: torch.Tensor, parent_logits: torch.
         g_C_det = [g.detach() for g in g_C]
         if tangent is not None:
             tangent = [t.detach().to(g) for t, g in zip(tangent, g_C_det)]
-        D = float(dist.value(g_C_det, tangent)) if tangent is not None else float("nan")
+        D = dist.value(g_C_det, tangent).double() if tangent is not None else float("nan")
         with torch.no_grad():
             G_value = (child_parent_G_per_sample(child_logits, parent_logits, temperature).mean()
                        if label_ce_weight else per_sample.mean())
         if not use_curvature:
-            return ArchGradient(grad=[-g for g in g_C_det], G=float(G_value), D=D, g_C=g_C_det,
+            return ArchGradient(grad=[-g for g in g_C_det], G=G_value.detach(), D=D, g_C=g_C_det,
                                 child_logits=child_logits.detach())
         graph = ChildGraph(child=net, x=x, alphas=alphas, child_logits=child_logits,
                            per_sample=per_sample, g_C=g_C, logit_grad=logit_grad)
         term = curv.product(graph, dist.direction(g_C_det, tangent))
     term = [h.to(g) for g, h in zip(g_C_det, term)]
     grad = [-g + lam * h for g, h in zip(g_C_det, term)]
-    n_C = float(_norm(g_C_det))
-    rho = abs(lam) * float(_norm(term)) / n_C if n_C > 0 else float("inf")
-    return ArchGradient(grad=grad, G=float(G_value), D=D, g_C=g_C_det,
+    n_C = _norm(g_C_det)
+    rho = torch.where(n_C > 0, abs(lam) * _norm(term) / n_C, torch.full_like(n_C, float("inf")))
+    return ArchGradient(grad=grad, G=G_value.detach(), D=D, g_C=g_C_det,
                         child_logits=child_logits.detach(), curvature_term=term, rho=rho,
                         cos=_cos(grad, [-g for g in g_C_det]))

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from ..errors import DataError
-from ..utils.finite import check_finite_state, kept_checkpoint
-from ..utils.io import atomic_save, load_run_checkpoint
-from ..utils.runstate import rng_state, set_rng_state  # noqa: F401  (part of this module's API)
+from ...errors import DataError
+from ...utils.finite import check_finite_state, kept_checkpoint
+from ...utils.io import atomic_save, load_run_checkpoint
+from ...utils.runstate import rng_state, set_rng_state  # noqa: F401  (part of this module's API)
 
 __all__ = ["FORMAT", "checkpoint_path", "rng_state", "set_rng_state", "save_search_checkpoint",
            "load_search_checkpoint"]

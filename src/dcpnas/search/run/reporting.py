@@ -16,8 +16,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..space import PRIMITIVES
-from ..utils.io import atomic_write_bytes
+from ...space import PRIMITIVES
+from ...utils.io import atomic_write_bytes
 
 __all__ = ["diagnostics_summary", "alpha_entropy", "alpha_weights", "plot_alphas", "profile_summary", "format_summary",
            "tensorboard_writer"]
@@ -78,7 +78,7 @@ def plot_alphas(history: Sequence[dict], out_stem: str | Path) -> Optional[Path]
 def profile_summary(genotype, dataset: str) -> Optional[dict]:
     """Cost totals of the derived 1-bit network (size L on ImageNet, XS otherwise), if profilable."""
     try:
-        from ..metrics import profile_genotype
+        from ...metrics import profile_genotype
     except ImportError:
         return None
     size = "L" if dataset == "imagenet" else "XS"

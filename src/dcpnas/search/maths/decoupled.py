@@ -44,7 +44,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..space.primitives import PARAMETRIC, PRIMITIVES
+from ...space.primitives import PARAMETRIC, PRIMITIVES
 
 RANK_SCOPES = ("column", "edge")
 PARAMETRIZATIONS = ("phi", "book")
@@ -88,6 +88,7 @@ class DecoupledOptimization:
         self.psi = [torch.full((num_edges,), float(psi_init), device=device, dtype=dtype)
                     for _ in range(num_cell_types)]
         self._alpha_prev: Optional[list[torch.Tensor]] = None
+        self._index_cache: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         # (α^t, mask, η) of the last backtrack, consumed by the next update_psi.
         self._pending: Optional[tuple[list[torch.Tensor], list[torch.Tensor], float]] = None
 
@@ -95,17 +96,27 @@ class DecoupledOptimization:
         """The factor in front of the learned coefficient: η₁η₂ (book) or 1 (phi)."""
         return arch_lr * weight_lr if self.parametrization == "book" else 1.0
 
-    def coefficient_mean(self) -> float:
-        """Mean of the learned coefficient (φ or ψ̃) over edges and cell types, for the log."""
-        return float(torch.cat([p.flatten() for p in self.psi]).double().mean())
+    def coefficient_mean(self) -> torch.Tensor:
+        """Mean of the learned coefficient (φ or ψ̃) over edges and cell types, for the log (a
+        float64 tensor on ψ̃'s device: reading it is the caller's choice)."""
+        return torch.cat([p.flatten() for p in self.psi]).double().mean()
 
     # -- the mask -----------------------------------------------------------------------------------
+    def _indices(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ranked and the parameter-free op indices on ``device``, copied there once (a copy
+        from host memory every α-step would queue a transfer on a GPU's stream each time)."""
+        if self._index_cache is None or self._index_cache[0].device != device:
+            free = [i for i in range(self.num_ops) if i not in self.parametric_ops]
+            self._index_cache = (torch.tensor(self.parametric_ops, device=device),
+                                 torch.tensor(free, dtype=torch.long, device=device))
+        return self._index_cache
+
     def mask(self, R: torch.Tensor) -> torch.Tensor:
         """Boolean E × M mask of the (edge, op) entries to backtrack, from R = ‖w‖² per (edge, op)."""
         if R.shape != (self.num_edges, self.num_ops):
             raise ValueError(f"R has shape {tuple(R.shape)}, expected "
                              f"({self.num_edges}, {self.num_ops})")
-        ranked = torch.tensor(self.parametric_ops, device=R.device)
+        ranked, free = self._indices(R.device)
         scores = R.sum(dim=0, keepdim=True) if self.rank_scope == "column" else R
         scores = scores.index_select(1, ranked)
         # Rank 1 = the largest norm. A stable descending sort keeps lower op indices first on ties.
@@ -116,7 +127,6 @@ class DecoupledOptimization:
         selected = torch.zeros(scores.shape[0], self.num_ops, dtype=torch.bool, device=R.device)
         selected[:, ranked] = ranks > self.tau
         if self.include_parameter_free:
-            free = [i for i in range(self.num_ops) if i not in self.parametric_ops]
             selected[:, free] = True
         return selected.expand(self.num_edges, self.num_ops)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import DeviceBatches, imagenet_search_loaders, load_dataset, search_split
-from ..errors import ConfigError
-from ..utils.distributed import DistEnv, use_channels_last
-from .config import SearchConfig
+from ...data import DeviceBatches, imagenet_search_loaders, load_dataset, search_split
+from ...errors import ConfigError
+from ...utils.distributed import DistEnv, use_channels_last
+from ..config import SearchConfig
 
 __all__ = ["SearchData", "LoaderBatches", "build_search_data"]
 

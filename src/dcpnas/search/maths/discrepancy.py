@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from ..utils.registry import Registry
+from ...utils.registry import Registry
 
 TensorList = Sequence[torch.Tensor]
 
