@@ -88,7 +88,7 @@ def _detach_trick(surrogate):
     (weight_sign, lambda w: torch.where(w.abs() <= 1, w, torch.sign(w))),
 ])
 # torch 2.14 loads its jvp decompositions through the deprecated torch.jit.script on a process's
-# first dual tensor; the search silences that once (search/curvature.py, _forward_ad_ready).
+# first dual tensor; the search silences that once (search/maths/curvature.py, _forward_ad_ready).
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_binarisers_match_the_detach_trick_in_every_ad_mode(fn, surrogate):
     import torch.autograd.forward_ad as fwAD
