@@ -240,22 +240,22 @@ def test_ascii_locale_in_a_real_process():
 # -- 6. sizes that allocate without bound --------------------------------------------------------------
 @pytest.mark.parametrize("setting, needles", [
     ("supernet.C=100000", ("supernet.C must be at most 4096", "100000")),
-    ("supernet.C=1024", ("supernet.C=1024", "needs about", "DCPNAS_MEMORY_LIMIT")),
+    ("supernet.C=4096 supernet.layers=64", ("supernet.C=4096", "needs about", "DCPNAS_MEMORY_LIMIT")),
     ("supernet.layers=100000", ("supernet.layers must be at most 256", "100000")),
     ("objective.fisher_microbatches=1000000", ("fisher_microbatches", "data.batch_size")),
 ])
 def test_search_sizes_are_checked_before_allocation(capsys, tiny_npz, tmp_path, setting, needles):
-    fails(capsys, search_args(tiny_npz, tmp_path / "run", setting), *needles)
+    fails(capsys, search_args(tiny_npz, tmp_path / "run", *setting.split()), *needles)
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("setting, needles", [
     ("model.C=100000", ("model.C must be at most 4096", "100000")),
-    ("model.C=2048", ("model.C=2048", "needs about")),
+    ("model.C=4096 model.layers=256", ("model.C=4096", "needs about")),
     ("data.crop_padding=100000", ("data.crop_padding=100000", "8x8")),
 ])
 def test_training_sizes_are_checked_before_allocation(capsys, tiny_npz, search_run, tmp_path, setting, needles):
-    fails(capsys, train_args(tiny_npz, search_run / "genotype.json", tmp_path / "run", setting,
+    fails(capsys, train_args(tiny_npz, search_run / "genotype.json", tmp_path / "run", *setting.split(),
                              "data.augment=true"), *needles)
     assert not (tmp_path / "run").exists()
 

@@ -7,7 +7,8 @@ optimiser state, plus activations, in bytes) with the ceiling and refuses, in on
 values, what exceeds it. The estimates count only the large tensors, so they err low: only what
 cannot fit is refused.
 
-The ceiling is this machine's memory (and the address-space limit, ``ulimit -v``, when one is set).
+The ceiling is 80 % of this machine's memory (and of the address-space limit, ``ulimit -v``, when one
+is set): the rest is the process itself, its data and the other programs.
 ``DCPNAS_MEMORY_LIMIT=SIZE`` (``64G``, ``512M``, bytes) states another one, ``DCPNAS_MEMORY_LIMIT=none``
 or ``dcpnas --no-memory-limit ...`` lifts it for a machine that has what it takes.
 """
@@ -29,6 +30,7 @@ __all__ = ["Estimate", "network_estimate", "array_bytes", "check_budget", "check
 ENV = "DCPNAS_MEMORY_LIMIT"
 FLOAT = 4                 # bytes of an fp32 value
 TRAIN_COPIES = 4          # weights, gradients and two optimiser moments (Adam; SGD keeps fewer)
+HEADROOM = 0.8            # of the machine's memory, what one run may plan to take
 _DISABLED = False         # set for one command by ``dcpnas --no-memory-limit``
 
 
@@ -86,7 +88,8 @@ def memory_ceiling() -> tuple[Optional[int], str]:
         return _parse_size(text), ENV
     limits = []
     try:
-        limits.append((os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"))
+        limits.append((int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * HEADROOM),
+                       "80% of this machine's memory"))
     except (ValueError, OSError, AttributeError):
         pass
     try:
@@ -94,7 +97,7 @@ def memory_ceiling() -> tuple[Optional[int], str]:
 
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
         if soft != resource.RLIM_INFINITY and soft > 0:
-            limits.append((soft, "the address-space limit (ulimit -v)"))
+            limits.append((int(soft * HEADROOM), "80% of the address-space limit (ulimit -v)"))
     except (ImportError, ValueError, OSError):
         pass
     if not limits:
