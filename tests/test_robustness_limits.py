@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -91,8 +92,13 @@ def test_an_atomic_write_never_replaces_a_device_or_a_fifo(capsys, train_run, tm
     with pytest.raises(WriteError, match="a FIFO"):
         atomic_write_text(fifo, "x")
     assert fifo.is_fifo()
-    fails(capsys, ["export", "-c", train_run / "model.pt", "--out", "/dev/full"], "/dev/full", "a device")
-    assert not Path("/dev/full").is_file()
+    device = tmp_path / "full"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 7))     # as /dev/full, but ours to lose
+    except OSError:
+        device = Path("/dev/full")                                   # not root: it cannot be replaced
+    fails(capsys, ["export", "-c", train_run / "model.pt", "--out", device], str(device), "a device")
+    assert device.is_char_device()
 
 
 # -- 2. a finished run is never rewritten -----------------------------------------------------------

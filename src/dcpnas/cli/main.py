@@ -132,6 +132,17 @@ def build_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, Mod
     return parser, module
 
 
+#: Longest error message, and longest word in it: a message quoting a user's megabyte-long value or
+#: path stays one readable line, its reason (after the value) included.
+MESSAGE_LIMIT, WORD_LIMIT = 1000, 160
+
+
+def _bounded(message: str) -> str:
+    words = [w if len(w) <= WORD_LIMIT else f"{w[:100]}...{w[-50:]}" for w in message.split(" ")]
+    message = " ".join(words)
+    return message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 4] + " ..."
+
+
 def _debug_enabled(argv: Sequence[str]) -> bool:
     return "--debug" in argv or os.environ.get("DCPNAS_DEBUG", "") not in ("", "0")
 
@@ -194,7 +205,7 @@ def _main(argv: list[str]) -> int:
             traceback.print_exc()
         # The contract is one line; fold stray newlines rather than print a half message.
         message = " ".join(str(exc).split("\n")) or type(exc).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {_bounded(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         if debug:
@@ -217,5 +228,5 @@ def _main(argv: list[str]) -> int:
         from ..utils.io import os_reason
 
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{PROG}: error: {where}{os_reason(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {_bounded(where + os_reason(exc))}", file=sys.stderr)
         return 2
