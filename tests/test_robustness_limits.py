@@ -1,6 +1,6 @@
-"""The second adversarial sweep's cases, one test each: outputs that would destroy inputs or device
-nodes, finished runs, reads under a memory limit, SIGTERM, ASCII-only terminals, sizes that allocate
-without bound, values that validation let through, and inputs that were quietly misread.
+"""Outputs that would destroy inputs or device nodes, finished runs, reads under a memory limit, SIGTERM,
+ASCII-only terminals, sizes that would allocate without bound, values that must be validated before
+they reach the code, and inputs that must not be quietly misread: one test per case.
 
 In-process runs (``dcpnas.cli.main.main``) on the tiny 8×8 npz of conftest, with the helpers of
 test_robustness; the few cases that need a process of their own (a signal, a memory limit, an
