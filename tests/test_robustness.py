@@ -108,8 +108,8 @@ def test_runs_of_another_kind_or_no_run_are_refused_and_left_unchanged(capsys, t
     fails(capsys, search_args(tiny_npz, train_run), str(train_run), "holds a train run")
     fails(capsys, search_args(tiny_npz, train_run, "stop_after_epochs=1") + ["--resume"], "holds a train run")
     fails(capsys, train_args(tiny_npz, genotype, search_run) + ["--resume"], "holds a search run")
-    # a search run is not overwritten by a search either
-    fails(capsys, search_args(tiny_npz, search_run), "already holds a search run", "--resume")
+    # a finished search run is not overwritten by a search either
+    fails(capsys, search_args(tiny_npz, search_run), "holds a finished search run", "never rewritten")
     assert {d: snapshot(d) for d in (search_run, train_run)} == before
     # a directory with other things in it is nobody's run directory
     other = tmp_path / "photos"
@@ -135,11 +135,12 @@ def test_nothing_is_written_before_the_inputs_are_validated(capsys, tiny_npz, se
     fails(capsys, search_args(tiny_npz, fresh, "optim.alpha.lr=inf"), "optim.alpha.lr", "finite")
     assert not fresh.exists()
     # a training that fails on a bad dataset leaves its run (config.json included) as it was
-    before = snapshot(train_run)
-    fails(capsys, train_args(tiny_npz, genotype, train_run, "data.dataset=npz:/no/such.npz") + ["--resume"],
+    run = _copy_run(train_run, tmp_path / "unfinished")
+    before = snapshot(run)
+    fails(capsys, train_args(tiny_npz, genotype, run, "data.dataset=npz:/no/such.npz") + ["--resume"],
           "/no/such.npz")
-    fails(capsys, train_args(tiny_npz, genotype, train_run, "epochs=3") + ["--resume"], "epochs")
-    assert snapshot(train_run) == before
+    fails(capsys, train_args(tiny_npz, genotype, run, "epochs=3") + ["--resume"], "epochs")
+    assert snapshot(run) == before
 
 
 def test_resume_needs_a_run_and_paths_must_be_directories(capsys, tiny_npz, search_run, tmp_path):
@@ -385,9 +386,14 @@ def test_crafted_model_files(capsys, train_run, tmp_path, field, value, culprit)
 
 
 def _copy_run(src: Path, dst: Path) -> Path:
+    """A copy of the finished run ``src`` as it was before its last step: no summary, not marked
+    finished (a finished run is never resumed)."""
     import shutil
 
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(LOCK))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(LOCK, "summary.json"))
+    marker = json.loads((dst / MARKER).read_text())
+    marker.pop("finished", None)
+    (dst / MARKER).write_text(json.dumps(marker))
     return dst
 
 

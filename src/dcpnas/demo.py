@@ -21,13 +21,25 @@ from .utils.logging import console
 def run_demo(out, *, search_preset: str = "quick", train_preset: str = "quick", method: str = "dcpnas",
              search_overrides: Iterable[str] = (), train_overrides: Iterable[str] = (),
              device: str = "auto", quiet: bool = False) -> dict:
-    """Run every stage into ``out`` and return the summary (also written to out/summary.json)."""
+    """Run every stage into ``out`` and return the summary (also written to out/summary.json).
+    ``out`` is a run directory of its own (kind ``demo``): another run's directory is refused."""
+    from .utils.rundir import check_run_dir, claim_run_dir, mark_finished
+
+    check_run_dir(out, "demo")
+    with claim_run_dir(out, "demo") as run:
+        summary = _run_demo(Path(out), search_preset, train_preset, method, search_overrides, train_overrides,
+                            device, quiet)
+        mark_finished(run)
+    return summary
+
+
+def _run_demo(out: Path, search_preset: str, train_preset: str, method: str, search_overrides: Iterable[str],
+              train_overrides: Iterable[str], device: str, quiet: bool) -> dict:
     from .config import resolve_config
     from .metrics.profile import profile_model
     from .search import search
     from .train import TrainConfig, export_onnx, export_packed, train
 
-    out = Path(out)
     started = time.time()
     extra = [f"device={device}"]
 

@@ -38,3 +38,7 @@ class WriteError(DcpnasError):
     def __init__(self, path, reason: str, kept: str):
         self.path, self.reason, self.kept = str(path), reason, kept
         super().__init__(f"cannot write {path}: {reason}; {kept}")
+
+
+class RunFinished(DcpnasError):
+    """``--resume`` of a run that has finished: nothing to do. The CLI says so and exits 0."""

@@ -26,12 +26,17 @@ def run(args) -> int:
 
     from ..train.export import export_packed
     from ..train.modelfile import load_model
-    from ..utils.io import check_output_file
+    from ..utils.io import check_distinct_files, check_output_file
 
     # Both outputs are checked before the model is read: a bad --onnx must not come after the .dcpnas.
     check_output_file(args.out)
     if args.onnx:
         check_output_file(args.onnx)
+    check_distinct_files({"--out": args.out, "--onnx": args.onnx}, {"--checkpoint": args.checkpoint})
+    if args.onnx:
+        from ..train.onnx_export import check_opset
+
+        check_opset(args.opset, args.onnx_exporter)
     report = export_packed(args.checkpoint, args.out)
     result = report.to_dict()
     if args.onnx:

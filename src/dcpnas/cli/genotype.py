@@ -59,9 +59,10 @@ def run(args) -> int:
     if args.action == "list":
         return _list()
     if getattr(args, "out", None) is not None:
-        from ..utils.io import check_output_file
+        from ..utils.io import check_distinct_files, check_output_file
 
         check_output_file(args.out)   # before the genotype is read: one line, nothing written
+        check_distinct_files({"--out": args.out}, {"the genotype file": args.genotype})
     genotype = load_genotype(args.genotype)
     if args.action == "show":
         sys.stdout.write(render(genotype, args.format))

@@ -6,7 +6,9 @@ imported (subcommands pull in torch; ``dcpnas --version`` and ``--help`` should 
 module does not exist are simply not offered.
 
 Exit codes: 0 success, 2 user error (a :class:`~dcpnas.errors.DcpnasError`, a bad option, or an OSError of
-the environment such as a full disk: one line on stderr), 130 interrupted. Other exceptions are bugs and keep their traceback.
+the environment such as a full disk: one line on stderr), 130 interrupted (SIGINT), 143 terminated (SIGTERM,
+handled like SIGINT: what batch schedulers send). Other exceptions are bugs and keep their traceback.
+Output that the terminal's encoding cannot show (α, ±, →) is spelled in ASCII (utils/logging.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import importlib
 import importlib.util
 import os
 import platform
+import signal
 import sys
 import traceback
 from importlib import metadata
@@ -24,7 +27,7 @@ from types import ModuleType
 from typing import NoReturn, Sequence
 
 from .. import __version__
-from ..errors import DcpnasError
+from ..errors import DcpnasError, RunFinished
 
 __all__ = ["SUBCOMMANDS", "main", "build_parser", "available_subcommands"]
 
@@ -112,6 +115,8 @@ def build_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, Mod
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks for user errors too (or set DCPNAS_DEBUG=1)"
     )
+    parser.add_argument("--no-memory-limit", action="store_true",
+                        help="run sizes above the memory estimate's ceiling (or set DCPNAS_MEMORY_LIMIT=none)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     names = available_subcommands()
@@ -128,13 +133,53 @@ def build_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, Mod
     return parser, module
 
 
+#: Longest error message, and longest word in it: a message quoting a user's megabyte-long value or
+#: path stays one readable line, its reason (after the value) included.
+MESSAGE_LIMIT, WORD_LIMIT = 1000, 160
+
+
+def _bounded(message: str) -> str:
+    words = [w if len(w) <= WORD_LIMIT else f"{w[:100]}...{w[-50:]}" for w in message.split(" ")]
+    message = " ".join(words)
+    return message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 4] + " ..."
+
+
 def _debug_enabled(argv: Sequence[str]) -> bool:
     return "--debug" in argv or os.environ.get("DCPNAS_DEBUG", "") not in ("", "0")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like SIGINT's KeyboardInterrupt: runs unwind the same way
+    (atomic writes drop their temp file, the last checkpoint stays) and say so in one line."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """Install the SIGTERM handler (main thread only); returns the previous handler, or None."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):   # not the main thread, or no SIGTERM here
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dcpnas`` command line; returns the exit code (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    previous = _catch_sigterm()
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str]) -> int:
+    from ..utils.logging import ascii_fallback
+
+    ascii_fallback()
     debug = _debug_enabled(argv)
     try:
         parser, module = build_parser(argv)
@@ -143,24 +188,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if module is None:  # cannot happen: parse_args accepted a subcommand that was not loaded
             raise RuntimeError(f"subcommand {args.command!r} was parsed but not loaded")
         from ..utils.allocator import tune_cpu_allocator
+        from ..utils.budget import unlimited
         tune_cpu_allocator()                 # keep big CPU buffers in the heap (utils/allocator.py)
-        code = module.run(args)
+        with unlimited(args.no_memory_limit):
+            code = module.run(args)
         return 0 if code is None else int(code)
     except SystemExit as exc:  # --help, --version and usage errors (also a subcommand's own parser.error)
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
         print(exc.code, file=sys.stderr)  # SystemExit("message") means: print it, exit 1
         return 1
+    except RunFinished as exc:     # --resume of a finished run: nothing to do, and not an error
+        print(f"{PROG}: {exc}")
+        return 0
     except DcpnasError as exc:
         if debug:
             traceback.print_exc()
         # The contract is one line; fold stray newlines rather than print a half message.
         message = " ".join(str(exc).split("\n")) or type(exc).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {_bounded(message)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             traceback.print_exc()
+        if isinstance(exc, Terminated):
+            print(f"{PROG}: interrupted (SIGTERM)", file=sys.stderr)
+            return 143
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -176,5 +229,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..utils.io import os_reason
 
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{PROG}: error: {where}{os_reason(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {_bounded(where + os_reason(exc))}", file=sys.stderr)
         return 2

@@ -56,6 +56,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     meta = data.get("meta")
     if isinstance(meta, dict) and meta.get("format") == SAVED_FORMAT and isinstance(data.get("config"), dict):
         return data["config"]
+    if isinstance(meta, dict) and str(meta.get("format", "")).startswith("dcpnas-config/"):
+        raise ConfigError(f"{path}: format {str(meta['format'])[:60]!r} is not one this dcpnas reads "
+                          f"({SAVED_FORMAT}; written by a newer dcpnas?)")
     return data
 
 

@@ -39,6 +39,9 @@ class DeviceBatches:
             raise DataError(f"DeviceBatches: bad batch_size={batch_size} rank={rank} world_size={world_size} "
                             f"crop_padding={crop_padding}")
         c = x_uint8.shape[1]
+        if augment and crop_padding > max(x_uint8.shape[2:]):
+            raise DataError(f"data.crop_padding={crop_padding} is larger than the {x_uint8.shape[2]}x{x_uint8.shape[3]} "
+                            f"images (a random crop of a padded image needs at most the image's side)")
         if len(mean) != c or len(std) != c:
             raise DataError(f"DeviceBatches: mean/std need {c} entries, got {len(mean)}/{len(std)}")
         self.device = torch.device(device)

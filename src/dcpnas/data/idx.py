@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..utils.bounded import regular_file
+from ..utils.bounded import read_upto, regular_file
 
 # IDX type byte -> big-endian numpy dtype (from the format description on yann.lecun.com/exdb/mnist).
 _DTYPES = {
@@ -37,7 +37,7 @@ def _read_bytes(path: Path) -> bytes:
             head = f.read(2)
         if head == b"\x1f\x8b":
             with gzip.open(path, "rb") as f:
-                data = f.read(MAX_BYTES + 1)
+                data = read_upto(f, MAX_BYTES + 1)
             if len(data) > MAX_BYTES:
                 raise DataError(f"IDX file {path} decompresses to more than {MAX_BYTES >> 30} GiB")
             return data

@@ -85,11 +85,34 @@ def _check_file(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             total = sum(i.file_size for i in zf.infolist())
-    except (OSError, zipfile.BadZipFile, ValueError) as e:
+            if total <= MAX_BYTES:
+                for info in zf.infolist():
+                    if info.filename.endswith(".npy"):
+                        _check_header(zf, info, path)
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as e:
         raise DataError(f"cannot read npz dataset {path}: {e}") from None
     if total > MAX_BYTES:
         raise DataError(f"npz dataset {path} holds {total / (1 << 30):.1f} GiB of arrays; at most "
                         f"{MAX_BYTES >> 30} GiB")
+
+
+def _check_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> None:
+    """An array's header must describe no more data than its member holds: numpy allocates the whole
+    array from the header's shape before it reads a byte (a 4 KB file could ask for 37 GiB)."""
+    from ..utils.budget import array_bytes, check_array
+
+    key = info.filename[:-4]
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    if dtype.hasobject:
+        return                           # np.load(allow_pickle=False) refuses it with its own message
+    need = array_bytes(shape, dtype.itemsize)
+    if need > info.file_size:
+        raise DataError(f"{path}: {key!r} claims shape {tuple(shape)} ({need} bytes) but holds {info.file_size} "
+                        f"bytes (truncated or crafted)")
+    check_array(f"{path}: {key!r} of shape {tuple(shape)}", shape, dtype.itemsize, error=DataError)
 
 
 def _open(path: Path) -> dict[str, np.ndarray]:
@@ -124,6 +147,9 @@ def load_npz(path: str | os.PathLike, name: str | None = None) -> ImageDataset:
         raise DataError(f"{path}: 'x_train' images are {tuple(xs['train'].shape[1:])} (C,H,W) but 'x_test' are "
                         f"{tuple(xs['test'].shape[1:])}")
     n_classes = 1 + max(int(y.max()) for y in ys.values() if y.numel())
+    if ys["train"].numel() and int(ys["train"].min()) == int(ys["train"].max()):
+        raise DataError(f"{path}: every 'y_train' label is {int(ys['train'][0])}; a classifier needs at least "
+                        f"two classes to learn")
     if "classes" in z:
         classes = [str(c) for c in z["classes"].reshape(-1)]
         if len(classes) < n_classes:

@@ -402,6 +402,12 @@ def profile_genotype(genotype, size: str = "L", dataset: str = "imagenet", *, bi
     g = load_genotype(genotype)
     ds = dataset_info(dataset)
     layout = "imagenet" if dataset == "imagenet" else "cifar"
+    from ..utils.budget import check_budget, network_estimate
+
+    net_size = SIZES[size]
+    check_budget(network_estimate(f"profiling {size} on {dataset} ({ds.image_size}px images)", C=net_size.C,
+                                  layers=net_size.layers, image_size=ds.image_size, in_channels=ds.channels,
+                                  num_classes=ds.num_classes, layout=layout, training=False))
     with torch.device(device):
         net = build_network(g, size, binary=binary, in_channels=ds.channels,
                             num_classes=ds.num_classes, layout=layout, scope=scope)

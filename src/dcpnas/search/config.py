@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from ..binary.reconstruction import REDUCTIONS
+from ..config.limits import check_network_size, check_resolution, check_seed
 from ..errors import ConfigError
 from ..space.macro import LAYOUTS
 from ..space.primitives import PRIMITIVES, SCOPES
@@ -82,6 +83,7 @@ class DataConfig:
             raise ConfigError(f"imagenet_fraction must be in (0, 1], got {self.imagenet_fraction}")
         _positive("image_size", self.image_size)
         _positive("resolution", self.resolution, allow_zero=True)
+        check_resolution(self.resolution)
         _positive("workers", self.workers, allow_zero=True)
         _positive("eval_batches", self.eval_batches, allow_zero=True)
 
@@ -342,6 +344,11 @@ class SearchConfig:
         _positive("log_every", self.log_every)
         _positive("threads", self.threads, allow_zero=True)
         _positive("stop_after_epochs", self.stop_after_epochs, allow_zero=True)
+        check_seed(self.seed)
+        check_network_size("supernet", self.supernet.C, self.supernet.layers)
+        if self.objective.fisher_microbatches > self.data.batch_size:
+            raise ConfigError(f"objective.fisher_microbatches ({self.objective.fisher_microbatches}) splits one batch; "
+                              f"it must not exceed data.batch_size ({self.data.batch_size})")
         if self.data.dataset == "imagenet" and not self.data.data_dir:
             raise ConfigError("data.dataset=imagenet needs data.data_dir (the ImageNet root)")
         if self.supernet.edge_normalization and self.method in SINGLE_PATH_METHODS:

@@ -92,10 +92,12 @@ def validate(g: Genotype) -> None:
             if not 0 <= index < node + 2:
                 raise GenotypeError(f"{cell} cell, node {node + 2}: input {index} out of range "
                                     f"0..{node + 1}")
+        # Only intermediate nodes: the cell inputs (0, 1) have another size in a reduction cell, and
+        # the channel bookkeeping of the network assumes concatenated nodes of C channels each.
         concat = getattr(g, f"{cell}_concat")
-        if not concat or len(set(concat)) != len(concat) or not all(0 <= c < STEPS + 2 for c in concat):
-            raise GenotypeError(f"{cell}_concat {list(concat)} must list distinct node indices in "
-                                f"0..{STEPS + 1}")
+        if not concat or len(set(concat)) != len(concat) or not all(2 <= c < STEPS + 2 for c in concat):
+            raise GenotypeError(f"{cell}_concat {list(concat)[:MAX_LIST]} must list distinct intermediate nodes "
+                                f"in 2..{STEPS + 1}")
 
 
 # -- derivation -------------------------------------------------------------------------------
@@ -137,7 +139,10 @@ def from_dict(data: dict, source: str = "genotype") -> Genotype:
         raise GenotypeError(f"{source}: missing key(s) {', '.join(missing)}")
     unknown = set(data) - {"format", "name", "normal", "normal_concat", "reduce", "reduce_concat"}
     if unknown:
-        raise GenotypeError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise GenotypeError(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))[:200]}")
+    if "format" in data and data["format"] != FORMAT:
+        raise GenotypeError(f"{source}: format {str(data['format'])[:60]!r} is not one this dcpnas reads "
+                            f"({FORMAT})")
     try:
         return Genotype(_flatten(data["normal"], source), _concat(data, "normal_concat", source),
                         _flatten(data["reduce"], source), _concat(data, "reduce_concat", source))
@@ -166,13 +171,20 @@ def _flatten(genes, source: str):
     if len(genes) > MAX_LIST:
         raise GenotypeError(f"{source}: {len(genes)} genes; a cell has {2 * STEPS}")
     flat = []
-    for g in genes:
+    nested = [isinstance(g, (list, tuple)) and not (len(g) == 2 and isinstance(g[0], str)) for g in genes]
+    if any(nested) and not all(nested):
+        raise GenotypeError(f"{source}: genes mix the flat (op, input) and the nested per-node forms")
+    for node, g in enumerate(genes):
         if (isinstance(g, (list, tuple)) and len(g) == 2 and isinstance(g[0], str)):
             flat.append(tuple(g))
         elif isinstance(g, (list, tuple)) and all(isinstance(x, (list, tuple)) for x in g):
+            # Per node, exactly two genes: flattening 3, 1, 2, 2 would re-pair them into another cell.
+            if len(g) != 2:
+                raise GenotypeError(f"{source}: node {node + 2} lists {len(g)} genes in the nested form; each "
+                                    f"node has exactly 2")
             flat.extend(tuple(x) for x in g)
         else:
-            raise GenotypeError(f"{source}: cannot read gene {g!r}; expected (op, input)")
+            raise GenotypeError(f"{source}: cannot read gene {str(g)[:60]}; expected (op, input)")
     for op, index in flat:
         if not isinstance(op, str) or isinstance(index, bool) or not isinstance(index, int):
             raise GenotypeError(f"{source}: gene ({op!r}, {index!r}) must be (op name, input index)")

@@ -63,6 +63,10 @@ class StudyConfig:
             raise DcpnasError(f"--seeds must be in 1..100, got {self.seeds}")
         if not 1 <= self.jobs <= 64:
             raise DcpnasError(f"--jobs must be in 1..64, got {self.jobs}")
+        from ..config.limits import check_seed
+
+        check_seed(self.first_seed, "--first-seed")
+        check_seed(self.first_seed + self.seeds - 1, "--first-seed + --seeds - 1")
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,27 @@ def plan_trials(cfg: StudyConfig, out: Path) -> list[Trial]:
     trials = [Trial(e, s, out) for s in range(cfg.first_seed, cfg.first_seed + cfg.seeds)
               for e in entries]
     return sorted(trials, key=lambda t: t.entry.label not in cfg.priority)  # stable
+
+
+def check_entries(cfg: StudyConfig, trials: Sequence[Trial]) -> None:
+    """Resolve every trial's search and training config the way its commands will: an unknown method
+    or key in a set (a file's especially) is one error before the study writes anything, not a failure
+    inside its first trial."""
+    from ..config import resolve_config
+    from ..errors import ConfigError
+    from ..search.config import SearchConfig
+    from ..train.config import TrainConfig
+
+    entries = {t.entry.label: t.entry for t in trials}
+    for entry in entries.values():
+        search = ["threads=1", *cfg.search_overrides, *entry.overrides, f"method={entry.method}"]
+        train = ["threads=1", *cfg.train_overrides, "model.genotype=DARTS_V2"]
+        try:
+            resolve_config(SearchConfig, "search", preset=cfg.search_preset, overrides=search)
+            if cfg.train:
+                resolve_config(TrainConfig, "train", preset=cfg.train_preset, overrides=train)
+        except ConfigError as exc:
+            raise ConfigError(f"study entry {entry.label!r}: {exc}") from None
 
 
 def _cli() -> list[str]:
@@ -217,6 +242,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
     trials = plan_trials(cfg, out)       # validates the set before anything is written
     for t in trials:
         check_trial(cfg, t)
+    check_entries(cfg, trials)
     name = set_file_name(cfg)
     with claim_run_dir(out, "study", resume=resume or _has_studies(out)) as run:
         saved = run.path / f"study-{name}.json"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from ..config.limits import check_network_size, check_seed
 from ..errors import ConfigError
 from ..space.macro import LAYOUTS
 from ..space.network import SIZES
@@ -201,6 +202,9 @@ class TrainConfig:
             _nonneg(name, getattr(self, name), positive=True)
         _nonneg("stop_after_epochs", self.stop_after_epochs)
         _nonneg("threads", self.threads)
+        check_seed(self.seed)
+        check_network_size("model", self.model.C, self.model.layers)
+        check_network_size("teacher", self.teacher.C, self.teacher.layers)
         if self.data.dataset == "imagenet" and not self.data.data_dir:
             raise ConfigError("data.dataset=imagenet needs data.data_dir (the ImageNet root)")
         if self.teacher.kind == "torchvision" and self.data.dataset != "imagenet":

@@ -55,8 +55,11 @@ def evaluate_file(path: str | os.PathLike, *, dataset: str | None = None, data_d
     from ..utils.distributed import select_device
     from .data import test_batches
 
+    from ..utils.budget import check_budget
+
     dev = select_device(device)
-    model, spec = load_any(path, dev)
+    model, spec = load_any(path, dev)      # the file's spec is checked against the budget at batch 1
+    check_budget(spec.estimate(f"evaluating {path} (batch {batch_size})", batch=batch_size), hint="--batch-size")
     name = dataset or spec.dataset
     batches = _checked(test_batches(name, data_dir, spec, dev, batch_size), spec, name)
     result = {"checkpoint": str(path), "dataset": name, **evaluate(model, batches)}

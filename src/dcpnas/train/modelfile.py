@@ -76,6 +76,12 @@ def read_model_file(path: str | os.PathLike, *, purpose: str | None = None) -> t
     if not isinstance(payload, dict) or "spec" not in payload or "state_dict" not in payload:
         raise DataError(f"{path} is not a dcpnas model or training checkpoint (no spec/state_dict; "
                         f"was it written by 'dcpnas train'?)")
+    from .checkpoint import STATE_FORMAT
+
+    fmt = payload.get("format")
+    if fmt is not None and fmt not in (MODEL_FORMAT, STATE_FORMAT):
+        raise DataError(f"{path}: format {str(fmt)[:60]!r} is not one this dcpnas reads ({MODEL_FORMAT} or "
+                        f"{STATE_FORMAT}; written by a newer dcpnas?)")
     spec = ModelSpec.from_dict(payload["spec"], str(path))
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)

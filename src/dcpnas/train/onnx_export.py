@@ -63,6 +63,27 @@ def _missing_package(exc: BaseException) -> str | None:
     return None
 
 
+def opset_range(exporter: str = "torchscript") -> tuple[int, int]:
+    """The ONNX opsets the installed torch's ``exporter`` writes (inclusive)."""
+    try:
+        from torch.onnx import _constants as c
+        low = int(c.ONNX_MIN_OPSET)
+        high = int(getattr(c, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", c.ONNX_MAX_OPSET)
+                   if exporter == "torchscript" else c.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError):
+        low, high = 7, 17
+    return low, high
+
+
+def check_opset(opset: int, exporter: str = "torchscript") -> None:
+    """Refuse an opset the exporter cannot write, before anything is exported (torch's own failure
+    is a traceback with the whole graph)."""
+    low, high = opset_range(exporter)
+    if not low <= opset <= high:
+        raise DcpnasError(f"ONNX export: --opset {opset} is not an opset the {exporter} exporter writes "
+                          f"({low}..{high})")
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape, *, opset: int = 18,
                 exporter: str = "torchscript") -> Path:
     """Write the folded inference graph of ``model`` for inputs ``(N, *input_shape)`` to ``path``.
@@ -79,6 +100,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape, *, opset
     """
     if exporter not in ("torchscript", "dynamo"):
         raise ValueError(f"exporter must be 'torchscript' or 'dynamo', got {exporter!r}")
+    check_opset(opset, exporter)
     path = check_output_file(path)
     folded = fold_for_inference(model).cpu().float()
     example = (torch.zeros((2, *input_shape)),)

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import torch.nn as nn
 
+from ..config.limits import MAX_C, MAX_LAYERS
 from ..errors import DataError
 
 __all__ = ["ModelSpec", "MODEL_FORMAT"]
@@ -56,6 +57,14 @@ class ModelSpec:
     def input_shape(self) -> tuple[int, int, int]:
         return (self.in_channels, self.image_size, self.image_size)
 
+    def estimate(self, what: str, *, batch: int = 1, training: bool = False):
+        """The memory this network takes (``dcpnas.utils.budget``) for ``batch`` images."""
+        from ..utils.budget import network_estimate
+
+        return network_estimate(what, C=self.C, layers=self.layers, image_size=self.image_size,
+                                in_channels=self.in_channels, num_classes=self.num_classes, layout=self.layout,
+                                batch=batch, stem_multiplier=self.stem_multiplier, training=training)
+
     def replace(self, **changes) -> "ModelSpec":
         data = asdict(self)
         data.update(changes)
@@ -81,12 +90,18 @@ class ModelSpec:
         kw = dict(data)
         _check_types(kw, source)
         kw["mean"], kw["std"] = tuple(float(v) for v in kw["mean"]), tuple(float(v) for v in kw["std"])
-        return cls(**kw)
+        spec = cls(**kw)
+        from ..utils.budget import check_budget
+
+        # Before the network is built: a small file must not make it allocate what no machine has.
+        check_budget(spec.estimate(f"{source}: the network of its spec (C={spec.C}, layers={spec.layers}, "
+                                   f"{spec.image_size}px)"), error=DataError)
+        return spec
 
 
 # The type and range of every field, checked before a network is built from a file's spec (a crafted
 # file must be one line of error, not a traceback from deep inside the network's constructor).
-_INTS = {"C": (1, 4096), "layers": (1, 256), "in_channels": (1, 64), "num_classes": (1, 1_000_000),
+_INTS = {"C": (1, MAX_C), "layers": (1, MAX_LAYERS), "in_channels": (1, 64), "num_classes": (1, 1_000_000),
          "image_size": (1, 65536), "stem_multiplier": (1, 16)}
 # Fields a spec may lack (written before they existed); the dataclass default applies.
 _OPTIONAL = ("size", "binary_weights", "stem_multiplier")

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError, DataError, DcpnasError
+from ..errors import ConfigError, DataError, DcpnasError, RunFinished
 from .config import LossConfig, TeacherConfig, TrainConfig
 from .spec import ModelSpec
 
@@ -68,7 +68,11 @@ def _self_teacher(cfg: TrainConfig, out_dir: Path, train_fn: Callable, dataset) 
     folder = out_dir / TEACHER_DIR
     model_file = folder / "model.pt"
     if not model_file.exists():
-        train_fn(teacher_config(cfg), folder, resume=True, dataset=dataset, role="teacher")
+        try:
+            train_fn(teacher_config(cfg), folder, resume=True, dataset=dataset, role="teacher")
+        except RunFinished:
+            raise DcpnasError(f"the teacher run in {folder} is finished but its {model_file.name} is missing; "
+                              f"restore it or remove {folder} to train the teacher again") from None
     model, _, _ = load_model(model_file)
     return model
 

@@ -34,7 +34,8 @@ from ..utils.finite import check_finite_state, kept_checkpoint, non_finite_loss
 from ..utils.io import atomic_write_text, os_reason
 from ..utils.logging import JsonlLogger, console
 from ..utils.progress import Progress
-from ..utils.rundir import check_run_dir, claim_run_dir
+from ..utils.budget import check_budget
+from ..utils.rundir import check_run_dir, claim_run_dir, mark_finished
 from ..utils.runstate import check_finite_config, check_resume_config, restoring, set_rng_state
 from .augment import cutout_
 from .checkpoint import CHECKPOINT, load_state, save_model, save_state
@@ -365,15 +366,22 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, dataset, env: Optional[
         dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download)
     data = build_data(cfg, env, dataset)
     spec = model_spec(cfg, data)
+    check_budget(spec.estimate(f"the {role} network (model.C={spec.C}, model.layers={spec.layers}, "
+                               f"{spec.image_size}px, batch {cfg.data.batch_size})",
+                               batch=max(cfg.data.batch_size // env.world_size, 1), training=True),
+                 hint="model.C, model.layers or data.batch_size")
     from .modelfile import read_model_file
 
     if cfg.model.init_from:  # readable, and a model file (not a packed one), before anything is written
         read_model_file(cfg.model.init_from, purpose="model.init_from")
     if cfg.teacher.kind == "checkpoint" and cfg.teacher.checkpoint:
         read_model_file(cfg.teacher.checkpoint, purpose="teacher.checkpoint")
-    with claim_run_dir(out, "train", resume=resume and strict, enabled=env.is_main):
+    with claim_run_dir(out, "train", resume=resume and strict, enabled=env.is_main) as run:
         try:
-            return _train_claimed(cfg, out, resume, dataset, env, role, data, spec)
+            result = _train_claimed(cfg, out, resume, dataset, env, role, data, spec)
+            if result.completed:
+                mark_finished(run)
+            return result
         except OSError as exc:  # a writer without its own WriteError (curves, summary helpers)
             raise WriteError(exc.filename or out, os_reason(exc), kept_checkpoint(out / CHECKPOINT)) from None
 

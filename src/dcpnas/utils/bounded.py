@@ -3,7 +3,8 @@
 A path the user gives may be a FIFO (``open`` blocks forever), a device (``/dev/zero`` never ends) or a
 file far larger than its format can mean. Every text-like format dcpnas reads (genotypes, configs, the
 packed model header) goes through :func:`read_bytes` / :func:`read_text`, which check the file type
-with ``stat`` before opening and never read more than ``limit`` bytes.
+with ``stat`` before opening and never read more than ``limit`` bytes, in chunks (a cap is a bound, not
+an amount to reserve).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Type
 
 from ..errors import DataError, DcpnasError
 
-__all__ = ["KIB", "MIB", "GIB", "regular_file", "read_bytes", "read_text"]
+__all__ = ["KIB", "MIB", "GIB", "regular_file", "read_bytes", "read_text", "read_upto"]
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 
@@ -55,12 +56,28 @@ def read_bytes(path: str | os.PathLike, *, what: str = "file", limit: int,
         # O_NONBLOCK: should the path have been swapped for a FIFO since the stat, open does not hang.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as f:
-            data = f.read(limit + 1)
+            data = read_upto(f, limit + 1)
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {(exc.strerror or str(exc)).lower()}") from None
     if len(data) > limit:  # it grew since the stat
         raise error(f"{what} {path} is larger than {_size(limit)}")
     return data
+
+
+CHUNK = 1 << 20
+
+
+def read_upto(f, n: int) -> bytes:
+    """At most ``n`` bytes of ``f``, read in chunks: ``f.read(n)`` reserves all ``n`` bytes up front,
+    which a memory limit (``ulimit -v``) refuses for a generous cap even when the file is small."""
+    parts, got = [], 0
+    while got < n:
+        chunk = f.read(min(CHUNK, n - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def read_text(path: str | os.PathLike, *, what: str = "file", limit: int, encoding: str = "utf-8",

@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import shutil
+import stat
 import sys
 import uuid
 import warnings
@@ -29,7 +30,7 @@ from ..errors import DataError, WriteError
 #: Ending of the temp files of :func:`atomic_write` (``.<name>.<pid>.<random>.tmp``).
 TEMP_SUFFIX = ".tmp"
 
-__all__ = ["atomic_write", "check_output_file", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save",
+__all__ = ["atomic_write", "check_output_file", "check_distinct_files", "os_reason", "remove_stale_temps", "TEMP_SUFFIX", "atomic_save",
            "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "load_checkpoint",
            "load_run_checkpoint", "to_jsonable"]
 
@@ -74,6 +75,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], *, k
     keep = kept or (f"the previous {path} is unchanged" if existed else "nothing was written")
     if path.is_dir():
         raise WriteError(path, "it is a directory", keep)
+    special = _special_kind(path)
+    if special:
+        raise WriteError(path, f"it is {special}, not a regular file (dcpnas writes regular files only)", keep)
     if not path.name:
         raise WriteError(path, "no file name given", keep)
     try:
@@ -120,12 +124,54 @@ def check_output_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         raise WriteError(path, "it is a directory", "nothing was written")
+    special = _special_kind(path)
+    if special:
+        raise WriteError(path, f"it is {special}, not a regular file (dcpnas writes regular files only)",
+                         "nothing was written")
     parent = path.parent.absolute()
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise WriteError(path, f"{parent} is not a directory", "nothing was written")
     return path
+
+
+def _special_kind(path: Path) -> str | None:
+    """'a device', 'a FIFO' or 'a socket' when ``path`` (followed if a link) is one, else None: the
+    rename of an atomic write would replace such a node (``/dev/full``) with a plain file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        if os.path.samefile(a, b):          # also hard links and symlinks to one file
+            return True
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_distinct_files(outputs: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
+    """Refuse (:class:`~dcpnas.errors.WriteError`, nothing written) an output that is one of the
+    command's inputs, or the same file as another of its outputs: writing it would destroy the one
+    or the other. ``outputs`` / ``inputs``: option name -> path (None entries are skipped)."""
+    outs = [(name, p) for name, p in outputs.items() if p is not None and os.fspath(p).strip()]
+    ins = [(name, p) for name, p in (inputs or {}).items() if p is not None and os.fspath(p).strip()]
+    for i, (name, path) in enumerate(outs):
+        for other, src in ins:
+            if _same_file(path, src):
+                raise WriteError(path, f"{name} is the input {other}; writing it would destroy the input "
+                                       f"(choose another file)", "nothing was written")
+        for other, dst in outs[:i]:
+            if _same_file(path, dst):
+                raise WriteError(path, f"{name} and {other} name the same file; each output needs its own",
+                                 "nothing was written")
 
 
 _TEMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")

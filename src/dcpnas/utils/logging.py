@@ -6,16 +6,19 @@ terminals get one copy. The rank comes from torch.distributed when it is initial
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
-from ..errors import WriteError
-from .io import os_reason, to_jsonable
+from ..errors import DataError, WriteError
+from .io import atomic_write_bytes, os_reason, to_jsonable
 
-__all__ = ["get_rank", "is_main_process", "JsonlLogger", "console", "read_jsonl"]
+__all__ = ["get_rank", "is_main_process", "JsonlLogger", "console", "read_jsonl", "ascii_fallback", "to_ascii",
+           "rewind_jsonl"]
 
 
 def get_rank() -> int:
@@ -34,6 +37,65 @@ def get_rank() -> int:
 def is_main_process() -> bool:
     """True on rank 0 (and in a single-process run)."""
     return get_rank() == 0
+
+
+#: ASCII spellings of the symbols dcpnas prints, for a terminal that cannot show them.
+_ASCII = {"±": "+/-", "→": "->", "←": "<-", "×": "x", "≈": "~", "≥": ">=", "≤": "<=", "≠": "!=", "‖": "||",
+          "·": "*", "—": "--", "–": "-", "…": "...", "²": "^2", "³": "^3", "⁻": "^-", "¹": "1", "₀": "0",
+          "₁": "1", "₂": "2", "∂": "d", "∇": "grad ", "√": "sqrt", "∞": "inf", "°": " deg", "•": "*",
+          "⊙": "(.)", "‘": "'", "’": "'", "“": '"', "”": '"', "µ": "mu", "█": "#", "▏": "|", "▎": "|",
+          "▍": "|", "▌": "|", "▋": "|", "▊": "|", "▉": "|"}
+_HANDLER = "dcpnas-ascii"
+
+
+def to_ascii(text: str) -> str:
+    """``text`` with every non-ASCII character spelled in ASCII: the table above, Greek letters by
+    name (α -> alpha), accents dropped (ŵ -> w), anything else '?'."""
+    out = []
+    for ch in text:
+        if ord(ch) < 128:
+            out.append(ch)
+        elif ch in _ASCII:
+            out.append(_ASCII[ch])
+        elif unicodedata.combining(ch):
+            continue                     # the hat of α̂, the accent of é
+        else:
+            name = unicodedata.name(ch, "")
+            if name.startswith("GREEK "):
+                word = name.split()[-1].lower().replace("lamda", "lambda")
+                out.append(word.capitalize() if "CAPITAL" in name else word)
+            else:
+                base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+                out.append(base or "?")
+    return "".join(out)
+
+
+def _ascii_errors(exc: UnicodeError):
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return to_ascii(exc.object[exc.start:exc.end]), exc.end
+
+
+codecs.register_error(_HANDLER, _ascii_errors)
+
+
+def ascii_fallback(streams=None) -> None:
+    """Make stdout and stderr spell what their encoding cannot show in ASCII (``PYTHONIOENCODING=ascii``,
+    a C locale, a batch system's log) instead of raising UnicodeEncodeError mid-run. One policy for
+    every print: the streams themselves, so no caller has to think of it."""
+    for stream in streams if streams is not None else (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None)
+        if not encoding or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            "α±→".encode(encoding)
+            continue                     # it shows them: leave it alone
+        except (UnicodeEncodeError, LookupError):
+            pass
+        try:
+            stream.reconfigure(errors=_HANDLER)
+        except (ValueError, OSError, AttributeError):
+            pass
 
 
 def console(msg: str, *, file: TextIO | None = None) -> None:
@@ -103,3 +165,40 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             if i == len(lines) - 1:
                 return
             raise
+
+
+def rewind_jsonl(path: str | os.PathLike, keep: Callable[[list[dict]], int], *, limit: int = 1 << 30) -> int:
+    """Cut the JSON-lines log ``path`` back to its first ``keep(records)`` records, for a run resumed
+    from a checkpoint older than the log's end (killed between logging an epoch and saving it): the
+    records after it are written again, and would otherwise appear twice. A torn last line (a crash
+    mid-write) is dropped; any other damaged line raises :class:`DataError` naming it, and nothing is
+    changed. Returns how many lines were removed."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    from .bounded import read_bytes
+
+    raw = read_bytes(path, what="log", limit=limit)
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    records, kept_lines = [], []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            if i == len(lines) - 1 and not raw.endswith(b"\n"):
+                break                    # torn by a crash: the records before it are whole
+            raise DataError(f"{path}: line {i + 1} is not a JSON record (damaged?); repair or move the "
+                            f"log aside to resume") from None
+        records.append(record)
+        kept_lines.append(line)
+    n = max(0, min(len(records), keep(records)))
+    removed = len(lines) - n
+    if removed:
+        atomic_write_bytes(path, b"".join(line + b"\n" for line in kept_lines[:n]))
+    return removed

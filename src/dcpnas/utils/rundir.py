@@ -1,7 +1,8 @@
 """Run directories: each one owned by one run of one kind, and locked while that run works in it.
 
-A run directory (``--out``) holds exactly one run of one kind: ``search``, ``train`` or ``study`` (a
-study's directory holds one sub-directory per search/train run, each a run directory of its own). It
+A run directory (``--out``) holds exactly one run of one kind: ``search``, ``train``, ``study`` or ``demo``
+(a study's or a demo's directory holds one sub-directory per search/train run, each a run directory of
+its own). It
 contains, besides the run's own files::
 
     dcpnas-run.json   the marker: {"format": "dcpnas-run/1", "kind": "search", "created": ...,
@@ -16,6 +17,10 @@ The rules, enforced by :func:`claim_run_dir` (and, without writing anything, :fu
 * a non-empty directory without a marker is refused unless it is a run of this kind written before
   markers existed (recognised by its files, :data:`LEGACY_FILES`);
 * ``resume=True`` needs a run of this kind to be there;
+* a finished run is never rewritten, checkpoint or not: :func:`mark_finished` records in the marker
+  that the run completed (a search or training with its ``summary.json`` counts as finished too);
+  starting into it is refused, and resuming it raises :class:`RunFinished`, which the CLI reports
+  in one line with exit status 0, writing nothing;
 * one process at a time: the lock is an OS file lock (``fcntl.flock``), so the kernel releases it on any
   exit, SIGKILL included; a second process is refused with a message naming the holder's PID.
   The lock file is never deleted (deleting it would let a third process lock a fresh inode while a
@@ -50,7 +55,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .provenance import code_fingerprint
-from ..errors import RunDirError, WriteError
+from ..errors import RunDirError, RunFinished, WriteError
 from .io import TEMP_SUFFIX, atomic_write_json, os_reason, remove_stale_temps
 from .logging import is_main_process
 
@@ -59,15 +64,18 @@ try:
 except ImportError:  # not POSIX: no OS lock, the kind and emptiness checks still apply
     fcntl = None
 
-__all__ = ["KINDS", "MARKER", "LOCK", "LEGACY_FILES", "RunDir", "check_run_dir", "claim_run_dir",
-           "run_kind"]
+__all__ = ["KINDS", "MARKER", "LOCK", "LEGACY_FILES", "RunDir", "RunFinished", "check_run_dir",
+           "claim_run_dir", "is_finished", "mark_finished", "run_kind"]
 
-KINDS = ("search", "train", "study")
+KINDS = ("search", "train", "study", "demo")
 MARKER = "dcpnas-run.json"
 LOCK = ".dcpnas.lock"
 MARKER_FORMAT = "dcpnas-run/1"
 #: Files by which a run of a kind written before markers existed is recognised.
-LEGACY_FILES = {"search": ("ckpt/last.pt",), "train": ("checkpoint.pt", "model.pt"), "study": ()}
+LEGACY_FILES = {"search": ("ckpt/last.pt",), "train": ("checkpoint.pt", "model.pt"), "study": (), "demo": ()}
+#: The file a finished run of a kind writes last (runs marked before ``finished`` existed).
+DONE_FILES = {"search": "summary.json", "train": "summary.json"}
+
 _MARKER_LIMIT = 64 * 1024
 
 
@@ -158,7 +166,30 @@ def check_run_dir(path: str | os.PathLike, kind: str, *, resume: bool = False,
     elif found != kind:
         raise RunDirError(f"{path} holds a {found} run; a {kind} run needs its own directory "
                           f"(choose another --out)")
+    elif is_finished(path, kind):
+        if resume:
+            raise RunFinished(f"{path} holds a finished {kind} run; nothing to resume (nothing was written)")
+        raise RunDirError(f"{path} holds a finished {kind} run, which is never rewritten; choose another --out")
     return path
+
+
+def is_finished(path: str | os.PathLike, kind: str) -> bool:
+    """Whether the ``kind`` run in ``path`` completed (its marker says so, or its last file is there)."""
+    path = Path(path)
+    if (path / MARKER).is_file() and _read_marker(path).get("finished"):
+        return True
+    done = DONE_FILES.get(kind)
+    return done is not None and (path / done).is_file()
+
+
+def mark_finished(run: "RunDir") -> None:
+    """Record in the marker of the claimed ``run`` that it completed: from now on it is only read."""
+    if not run.marker:
+        return                       # ranks other than 0 check the directory without claiming it
+    marker = dict(_read_marker(run.path))
+    marker["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    atomic_write_json(run.path / MARKER, marker)
+    run.marker = marker
 
 
 def _holder(fd: int) -> str:

@@ -28,13 +28,14 @@ from ...config import save_config, to_dict
 from ...errors import ConfigError, WriteError
 from ...space import Genotype
 from ...space.supernet import op_alphas
+from ...utils.budget import check_budget, network_estimate
 from ...utils.distributed import (DistEnv, barrier, broadcast_, seed_everything, sync_batchnorm_stats,
                                   tune_backends)
 from ...utils.finite import check_finite_state, kept_checkpoint
 from ...utils.io import atomic_write_json, os_reason
-from ...utils.logging import JsonlLogger, console
+from ...utils.logging import JsonlLogger, console, rewind_jsonl
 from ...utils.progress import Progress
-from ...utils.rundir import check_run_dir, claim_run_dir
+from ...utils.rundir import check_run_dir, claim_run_dir, mark_finished
 from ...utils.runstate import check_finite_config, check_resume_config as _check_resume, restoring
 from .checkpoint import checkpoint_path, load_search_checkpoint, save_search_checkpoint, set_rng_state
 from ..config import SearchConfig
@@ -73,6 +74,18 @@ def _scalars(tb, prefix: str, record: dict, step: int) -> None:
                 tb.add_scalar(f"{prefix}/{k}", v, step)
 
 
+def _records_through(records: list[dict], epochs_done: int) -> int:
+    """How many log records belong to the first ``epochs_done`` epochs: up to that epoch's record (all
+    of them when it is missing, e.g. a log started by hand)."""
+    if epochs_done == 0:
+        return 0 if any(r.get("event") == "epoch" for r in records) else len(records)
+    for i in range(len(records) - 1, -1, -1):
+        r = records[i]
+        if r.get("event") == "epoch" and r.get("epoch") == epochs_done:
+            return i + 1
+    return len(records)
+
+
 class SearchLoop:
     def __init__(self, cfg: SearchConfig, out_dir: str | Path, env: DistEnv, *, quiet: bool = False):
         self.cfg, self.out, self.env = cfg, Path(out_dir), env
@@ -89,6 +102,16 @@ class SearchLoop:
 
     def _last_checkpoint(self) -> str:
         return str(self.ckpt) if self.ckpt.exists() else "none (no epoch finished yet)"
+
+    def _estimate(self):
+        """The memory of the Parent and Child supernets at this batch and image size."""
+        cfg, data, s = self.cfg, self.data, self.cfg.supernet
+        return network_estimate(f"the supernet (supernet.C={s.C}, supernet.layers={s.layers}, {data.image_size}px, "
+                                f"batch {cfg.data.batch_size})", C=s.C, layers=s.layers,
+                                image_size=data.image_size, in_channels=data.in_channels,
+                                num_classes=data.num_classes, layout=cfg.layout,
+                                batch=max(cfg.data.batch_size // self.env.world_size, 1), supernet=True,
+                                partial_channels=s.partial_channels, networks=2)
 
     def _epoch_record(self, epoch: int, out: dict, elapsed: float) -> dict:
         alphas = self.method.alphas()
@@ -118,10 +141,14 @@ class SearchLoop:
         seed_everything(self.cfg.seed, self.cfg.deterministic)
         tune_backends(self.env.device, self.cfg.deterministic)
         self.data = build_search_data(self.cfg, self.env)
+        check_budget(self._estimate(), hint="supernet.C, supernet.layers, data.batch_size or data.resolution")
         self.method = build_method(MethodContext(self.cfg, self.data, self.env.device))
-        with claim_run_dir(self.out, "search", resume=resume, enabled=self.env.is_main):
+        with claim_run_dir(self.out, "search", resume=resume, enabled=self.env.is_main) as run:
             try:
-                return self._run(resume)
+                result = self._run(resume)
+                if result.completed:
+                    mark_finished(run)
+                return result
             except OSError as exc:  # a writer without its own WriteError (drawings, plots, events)
                 raise WriteError(exc.filename or self.out, os_reason(exc),
                                  kept_checkpoint(self.ckpt)) from None
@@ -132,6 +159,11 @@ class SearchLoop:
         state = self._check_out_dir(resume)      # again, under the lock: another process may have won
         total = method.num_epochs()
         start, elapsed_before = self._restore(state) if state is not None else (0, 0.0)
+        if state is not None and env.is_main:
+            dropped = rewind_jsonl(out / "log.jsonl", lambda recs: _records_through(recs, start))
+            if dropped:
+                console(f"note: {out / 'log.jsonl'}: {dropped} line(s) after the checkpoint's epoch {start} "
+                        f"removed; they are logged again as the run continues")
         if state is None and env.is_main:
             save_config(cfg, out / "config.json",
                         extra={"seed": cfg.seed, "world_size": env.world_size, "device": str(env.device),
