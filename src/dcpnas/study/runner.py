@@ -36,7 +36,7 @@ from ..utils.io import atomic_write_json
 from ..utils.logging import console
 from .sets import NULL, NULL_PERTURBATION, REFERENCE, Entry, get_study_set
 
-__all__ = ["StudyConfig", "Trial", "plan_trials", "run_study"]
+__all__ = ["StudyConfig", "Trial", "plan_trials", "run_study", "cli_prefix", "prepare_run", "run_logged"]
 
 SEARCH_DONE = "summary.json"
 TRAIN_DONE = "summary.json"
@@ -110,11 +110,11 @@ def plan_trials(cfg: StudyConfig, out: Path) -> list[Trial]:
     return sorted(trials, key=lambda t: t.entry.label not in cfg.priority)  # stable
 
 
-def _cli() -> list[str]:
+def cli_prefix() -> list[str]:
     return [sys.executable, "-m", "dcpnas"]
 
 
-def _prepare(run_dir: Path, resume_file: str) -> Optional[bool]:
+def prepare_run(run_dir: Path, resume_file: str) -> Optional[bool]:
     """None: done; True: resume; False: start fresh (a run without a checkpoint is removed)."""
     if (run_dir / "summary.json").exists():
         return None
@@ -127,23 +127,23 @@ def _prepare(run_dir: Path, resume_file: str) -> Optional[bool]:
 
 def search_command(cfg: StudyConfig, t: Trial, resume: bool) -> list[str]:
     if resume:
-        return _cli() + ["search", "--out", str(t.search_dir), "--resume", "--quiet"]
+        return cli_prefix() + ["search", "--out", str(t.search_dir), "--resume", "--quiet"]
     sets = [f"seed={t.seed}", "threads=1", *cfg.search_overrides, *t.entry.overrides]
-    return _cli() + ["search", "--preset", cfg.search_preset, "--method", t.entry.method,
+    return cli_prefix() + ["search", "--preset", cfg.search_preset, "--method", t.entry.method,
                      "--out", str(t.search_dir), "--quiet", "--set", *sets]
 
 
 def train_command(cfg: StudyConfig, t: Trial, resume: bool) -> list[str]:
     if resume:
-        return _cli() + ["train", "--out", str(t.train_dir), "--resume", "--preset",
+        return cli_prefix() + ["train", "--out", str(t.train_dir), "--resume", "--preset",
                          cfg.train_preset, "--set", f"seed={t.seed}", "threads=1",
                          *cfg.train_overrides, "-g", str(t.search_dir / "genotype.json")]
-    return _cli() + ["train", "-g", str(t.search_dir / "genotype.json"), "--preset",
+    return cli_prefix() + ["train", "-g", str(t.search_dir / "genotype.json"), "--preset",
                      cfg.train_preset, "--out", str(t.train_dir), "--set", f"seed={t.seed}",
                      "threads=1", *cfg.train_overrides]
 
 
-def _run(cmd: Sequence[str], log: Path) -> None:
+def run_logged(cmd: Sequence[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     with open(log, "a", encoding="utf-8") as f:
@@ -187,13 +187,13 @@ def run_trial(cfg: StudyConfig, t: Trial) -> dict:
     check_trial(cfg, t)
     t.dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(t.dir / "trial.json", trial_settings(cfg, t))
-    state = _prepare(t.search_dir, "ckpt/last.pt")
+    state = prepare_run(t.search_dir, "ckpt/last.pt")
     if state is not None:
-        _run(search_command(cfg, t, resume=state), t.dir / "search.log")
+        run_logged(search_command(cfg, t, resume=state), t.dir / "search.log")
     if cfg.train:
-        state = _prepare(t.train_dir, "checkpoint.pt")
+        state = prepare_run(t.train_dir, "checkpoint.pt")
         if state is not None:
-            _run(train_command(cfg, t, resume=state), t.dir / "train.log")
+            run_logged(train_command(cfg, t, resume=state), t.dir / "train.log")
     return {"label": t.entry.label, "seed": t.seed, "time_s": time.perf_counter() - start}
 
 
@@ -213,6 +213,8 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
     from .summary import write_summary
 
     cfg.validate()
+    if get_study_set(cfg.set_name).search_only:
+        cfg.train = False              # the set asks about the genotypes found, not their training
     out = Path(out)
     trials = plan_trials(cfg, out)       # validates the set before anything is written
     for t in trials:

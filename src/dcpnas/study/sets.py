@@ -53,15 +53,16 @@ class StudySet:
     name: str
     caption: str
     entries: tuple[Entry, ...] = field(default_factory=tuple)
+    search_only: bool = False          # its question is about the genotypes found: no training
 
 
 _SETS: dict[str, Callable[[], StudySet]] = {}
 
 
-def study_set(name: str, caption: str):
+def study_set(name: str, caption: str, search_only: bool = False):
     """Decorator: register a function returning the entries of the set ``name``."""
     def wrap(fn: Callable[[], list[Entry]]):
-        _SETS[name] = lambda: StudySet(name, caption, tuple(fn()))
+        _SETS[name] = lambda: StudySet(name, caption, tuple(fn()), search_only)
         return fn
     return wrap
 
@@ -130,6 +131,12 @@ def _curvature_subbatch():
             Entry("cf1", overrides=("objective.curvature_fraction=1",), paper="whole α̂-batch")]
 
 
+@study_set("distribution", "what DCP-NAS, CP-NAS and DARTS find, as genotype distributions over seeds "
+           "(searches only; docs/METHOD.md#consensus)", search_only=True)
+def _distribution():
+    return [Entry(REFERENCE), Entry("cpnas", method="cpnas"), Entry("darts", method="darts")]
+
+
 @study_set("smoke", "two entries, for trying the study machinery")
 def _smoke():
     return [Entry(REFERENCE), Entry("cpnas", method="cpnas")]
@@ -137,8 +144,8 @@ def _smoke():
 
 # -- sets from a file -----------------------------------------------------------------------------
 def load_study_file(path: str | Path) -> StudySet:
-    """A set from JSON: ``{"name": ..., "caption": ..., "entries": [{"label", "method",
-    "overrides": [...], "paper"}, ...]}``. Plain JSON only (nothing in it runs), at most 1 MiB
+    """A set from JSON: ``{"name": ..., "caption": ..., "search_only": false, "entries": [{"label",
+    "method", "overrides": [...], "paper"}, ...]}``. Plain JSON only (nothing in it runs), at most 1 MiB
     and 64 entries, every field type-checked."""
     p = Path(path)
     if not p.is_file():
@@ -175,4 +182,7 @@ def load_study_file(path: str | Path) -> StudySet:
     name, caption = data.get("name", p.stem), data.get("caption", "")
     if not isinstance(name, str) or not isinstance(caption, str):
         raise ConfigError(f"study set file {p}: 'name' and 'caption' must be strings")
-    return StudySet(name, caption, tuple(entries))
+    search_only = data.get("search_only", False)
+    if not isinstance(search_only, bool):
+        raise ConfigError(f"study set file {p}: 'search_only' must be true or false")
+    return StudySet(name, caption, tuple(entries), search_only)
