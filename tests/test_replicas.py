@@ -109,7 +109,7 @@ def test_a_killed_replica_set_resumes(tmp_path, tiny_npz):
     out = tmp_path / "K"
     cmd = _cmd(tiny_npz, out, k=2, jobs=2, sets=["schedule.rounds=2"])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            preexec_fn=os.setpgrp)   # its own process group
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not list(out.glob("replicas/r*/ckpt/last.pt")):

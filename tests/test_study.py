@@ -183,6 +183,9 @@ def test_study_end_to_end_skips_finished_trials_and_refuses_a_label_clash(tmp_pa
     assert view["rows"]["cpnas"]["n"] == 1 and view["rows"]["cpnas"]["vs_reference"]["sizes"] == [1, 1]
     assert "as distributions" in (out / "summary-smoke.md").read_text()
     assert (out / "summary-smoke-genotypes.png").read_bytes()[:4] == b"\x89PNG"
+    from dcpnas.space.genotype import load_genotype
+    consensus = load_genotype(str(out / "summary-smoke-consensus-cpnas.json"))
+    assert consensus.to_darts() == view["rows"]["cpnas"]["consensus"]
     for label in ("dcpnas", "cpnas", "null"):
         assert (out / label / "seed-0" / "search" / "summary.json").exists()
     # Run again: nothing to do, every trial is kept.
@@ -211,3 +214,32 @@ def test_study_end_to_end_skips_finished_trials_and_refuses_a_label_clash(tmp_pa
     r = _study(tmp_path, tiny_npz, str(clash))
     assert r.returncode == 2 and "another configuration" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_study_trains_given_cells_over_seeds(tmp_path, tiny_npz):
+    """Entries with a genotype skip the search: their trials train that cell (no noise floor)."""
+    cells = tmp_path / "cells.json"
+    cells.write_text(json.dumps({"name": "cells", "entries": [
+        {"label": "dcpnas", "genotype": "DARTS_V2"}, {"label": "mcn", "genotype": "DDPNAS_MCN_2"}]}))
+    train = ["model.C=4", "model.layers=3", "data.batch_size=16", "data.train_limit=32",
+             "data.augment=false", "epochs=1", "step1_epochs=1", "device=cpu",
+             f"data.dataset=npz:{tiny_npz}"]
+    cmd = [sys.executable, "-m", "dcpnas", "study", str(cells), "--seeds", "1", "--jobs", "2",
+           "--out", str(tmp_path / "c"), "--train-set", *train]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "c"
+    summary = json.loads((out / "summary-cells.json").read_text())
+    assert set(summary["rows"]) == {"dcpnas", "mcn"}                  # no null: nothing is searched
+    assert summary["rows"]["mcn"]["paired"]["d_top1"]["n"] == 1
+    assert not (out / "mcn" / "seed-0" / "search").exists()
+    assert "DDPNAS_MCN_2" in (out / "mcn" / "seed-0" / "train.log").read_text().splitlines()[0]
+    trial = json.loads((out / "mcn" / "seed-0" / "trial.json").read_text())
+    assert trial["entry"]["genotype"] == "DDPNAS_MCN_2"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "2 trials (2 done)" in r.stdout
+    cells.write_text(json.dumps({"entries": [{"label": "x", "genotype": str(tmp_path / "missing.json")}]}))
+    r = subprocess.run(cmd[:-len(train) - 1] + ["--out", str(tmp_path / "d")], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 2 and "missing.json" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()

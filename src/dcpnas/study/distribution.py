@@ -15,7 +15,7 @@ from ..space.genotype import CELL_TYPES, parse_genotype_string
 from ..space.primitives import NONE_INDEX, PRIMITIVES
 from .sets import REFERENCE
 
-__all__ = ["genotype_distribution", "format_distribution", "plot_distribution"]
+__all__ = ["genotype_distribution", "format_distribution", "plot_distribution", "save_consensus"]
 
 N_PERM = 9999
 
@@ -112,3 +112,15 @@ def plot_distribution(view: dict, path: Path) -> Optional[Path]:
             dist.plot_frequency(np.array(row["frequency"][cell]), row["n"], path,
                                 title=f"{head} ({cell})", marked=marked, ax=ax)
     return dist.save_png(fig, path, dpi=80)
+
+
+def save_consensus(view: dict, out: Path, stem: str) -> dict[str, str]:
+    """Each configuration's consensus as a genotype file ``<stem>-consensus-<label>.json`` (what
+    ``dcpnas train -g`` takes); returns label -> file name."""
+    files = {}
+    for label, row in view["rows"].items():
+        if row["n"]:
+            name = f"{stem}-consensus-{label}.json"
+            parse_genotype_string(row["consensus"]).save(Path(out) / name)
+            files[label] = name
+    return files

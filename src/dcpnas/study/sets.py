@@ -32,12 +32,20 @@ MAX_ENTRIES = 64
 
 @dataclass(frozen=True)
 class Entry:
-    """One configuration of a study: a label (a folder name), a method and ``--set`` overrides."""
+    """One configuration of a study: a label (a folder name), a method and ``--set`` overrides; or,
+    with ``genotype`` (a name or a file), a given cell that is trained without a search."""
 
     label: str
     method: str = "dcpnas"
     overrides: tuple[str, ...] = ()
     paper: str = ""                    # the book's figure for this row, for the report
+    genotype: str = ""
+
+    def as_dict(self) -> dict:
+        """The entry as saved with a study (``genotype`` only where it is given)."""
+        d = {"label": self.label, "method": self.method, "overrides": list(self.overrides),
+             "paper": self.paper}
+        return {**d, "genotype": self.genotype} if self.genotype else d
 
     def __post_init__(self):
         if not _LABEL.match(self.label) or self.label in (".", ".."):
@@ -145,7 +153,7 @@ def _smoke():
 # -- sets from a file -----------------------------------------------------------------------------
 def load_study_file(path: str | Path) -> StudySet:
     """A set from JSON: ``{"name": ..., "caption": ..., "search_only": false, "entries": [{"label",
-    "method", "overrides": [...], "paper"}, ...]}``. Plain JSON only (nothing in it runs), at most 1 MiB
+    "method", "overrides": [...], "paper", "genotype"}, ...]}``. Plain JSON only (nothing in it runs), at most 1 MiB
     and 64 entries, every field type-checked."""
     p = Path(path)
     if not p.is_file():
@@ -165,16 +173,18 @@ def load_study_file(path: str | Path) -> StudySet:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ConfigError(f"study set file {p}: entry {i} is not an object")
-        unknown = set(item) - {"label", "method", "overrides", "paper"}
+        unknown = set(item) - {"label", "method", "overrides", "paper", "genotype"}
         if unknown:
             raise ConfigError(f"study set file {p}: entry {i} has unknown keys {sorted(unknown)}")
         label, method = item.get("label"), item.get("method", "dcpnas")
         overrides, paper = item.get("overrides", []), item.get("paper", "")
-        if not isinstance(label, str) or not isinstance(method, str) or not isinstance(paper, str):
-            raise ConfigError(f"study set file {p}: entry {i} needs string 'label' and 'method'")
+        genotype = item.get("genotype", "")
+        if not all(isinstance(v, str) for v in (label, method, paper, genotype)):
+            raise ConfigError(f"study set file {p}: entry {i} needs string 'label' and 'method' "
+                              f"('paper' and 'genotype' strings too)")
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise ConfigError(f"study set file {p}: entry {i} 'overrides' must be a list of strings")
-        entries.append(Entry(label, method, tuple(overrides), paper))
+        entries.append(Entry(label, method, tuple(overrides), paper, genotype))
     labels = [e.label for e in entries]
     dup = sorted({lab for lab in labels if labels.count(lab) > 1})
     if dup:

@@ -22,7 +22,7 @@ from ..utils.provenance import code_fingerprint
 from ..utils.rundir import MARKER
 from ..utils.io import atomic_write_json, atomic_write_text
 from ..utils.logging import console
-from .distribution import format_distribution, genotype_distribution, plot_distribution
+from .distribution import format_distribution, genotype_distribution, plot_distribution, save_consensus
 from .sets import NULL, REFERENCE, get_study_set
 
 #: Methods whose final α̂ comes from the same Parent/Child loop (max|Δα| between them means something).
@@ -258,6 +258,7 @@ def write_summary(cfg, out: Path, trials, name: str) -> dict:
     png = plot_summary(agg, results, out / f"{stem}.png")
     cells = plot_distribution(view, out / f"{stem}-genotypes.png")
     summary["files"] = {"markdown": f"{stem}.md", "plot": png.name if png else None,
-                        "genotypes_plot": cells.name if cells else None}
+                        "genotypes_plot": cells.name if cells else None,
+                        "consensus": save_consensus(view, out, stem)}
     console(md)
     return summary
