@@ -13,6 +13,8 @@ sets:
   table-4.4   the distance of D: fro (dcpnas), l1, cosine
   distribution  dcpnas, cpnas, darts: the genotypes found as distributions (searches only)
   FILE.json   {"entries": [{"label": "...", "method": "dcpnas", "overrides": ["k=v", ...]}, ...]}
+              an entry with "genotype": G (a name or file) trains G without a search;
+              "search_only": true beside "entries" makes the set run searches only
 Each set also runs `null` (dcpnas with α₀ perturbed by 1e-9): the noise floor of every comparison.
 The summary also reads the genotypes as distributions: per configuration the edge x op counts over
 seeds, their consensus and agreement, and the distance of each configuration's genotypes to dcpnas's
