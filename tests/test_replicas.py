@@ -28,7 +28,7 @@ def _cmd(npz, out, *extra, k=3, jobs=2, sets=()):
 
 
 def _run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800, **kw)  # a loaded machine
 
 
 def _replica_genotypes(out: Path, k: int):
