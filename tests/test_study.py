@@ -70,6 +70,7 @@ def test_plan_adds_the_null_perturbation_seed_major(tmp_path):
     ('{"entries": [{"label": "a", "overrides": ["lam"]}]}', "KEY=VALUE"),
     ('{"entries": [{"label": "a"}, {"label": "a"}]}', "duplicate labels"),
     ('{"entries": [{"label": 5}]}', "string 'label'"),
+    ('{"search_only": "yes", "entries": [{"label": "a"}]}', "'search_only'"),
 ])
 def test_study_file_errors_name_the_problem(tmp_path, content, match):
     p = tmp_path / "set.json"
@@ -91,6 +92,46 @@ def test_study_file_is_read(tmp_path):
         {"label": "dcpnas"}, {"label": "lam-0.1", "overrides": ["objective.lam=0.1"]}]}))
     s = get_study_set(str(p))
     assert s.name == "lams" and s.entries[1].overrides == ("objective.lam=0.1",)
+    assert not s.search_only
+    p.write_text(json.dumps({"search_only": True, "entries": [{"label": "dcpnas"}]}))
+    assert get_study_set(str(p)).search_only
+
+
+def test_distribution_set_searches_only():
+    s = get_study_set("distribution")
+    assert [(e.label, e.method) for e in s.entries] == [
+        ("dcpnas", "dcpnas"), ("cpnas", "cpnas"), ("darts", "darts")]
+    assert s.search_only and not get_study_set("table-4.3").search_only
+
+
+def test_distribution_view_by_hand():
+    from dcpnas.space.named import NAMED_GENOTYPES
+    from dcpnas.study.distribution import format_distribution, genotype_distribution
+
+    v1, v2, mcn = (NAMED_GENOTYPES[n].to_darts() for n in ("DARTS_V1", "DARTS_V2", "DDPNAS_MCN_2"))
+    res = [{"label": REFERENCE, "seed": s, "genotype": v2, "alphas": None} for s in range(3)]
+    res += [{"label": "same", "seed": s, "genotype": v2, "alphas": None} for s in range(3)]
+    res += [{"label": "mix", "seed": s, "genotype": g, "alphas": None} for s, g in enumerate((v1, v1, v2))]
+    res += [{"label": "other", "seed": s, "genotype": mcn, "alphas": None} for s in range(3)]
+    res += [{"label": "unsearched", "seed": 0, "genotype": None, "alphas": None}]
+    view = genotype_distribution(res, [REFERENCE, "same", "mix", "other", "unsearched"])
+    rows = view["rows"]
+    assert rows[REFERENCE]["vs_reference"] is None and rows["unsearched"]["n"] == 0
+    assert rows["same"]["vs_reference"]["distance"] == 0.0 and rows["same"]["vs_reference"]["p_value"] == 1.0
+    assert rows["same"]["agreement"]["majority_choices"] == 16 and rows["same"]["agreement"]["pairwise"] == 1.0
+    assert rows["same"]["consensus"] == v2
+    # mix = {V1, V1, V2} against {V2 ×3}: d = (2/3)·d(V1, V2). Of the C(6, 3) = 20 splits of the
+    # pooled {V1 ×2, V2 ×4}, d depends on how many V1 the first set holds: 2 (4 splits) or 0 (4)
+    # give the observed d, 1 (12) gives 0, so p = 8/20.
+    from dcpnas.space.distribution import distance
+    from dcpnas.space.genotype import parse_genotype_string
+    d12 = distance([parse_genotype_string(v1)], [parse_genotype_string(v2)])
+    assert rows["mix"]["vs_reference"]["distance"] == pytest.approx(2 / 3 * d12)
+    assert rows["mix"]["vs_reference"]["p_value"] == pytest.approx(8 / 20)
+    assert sum(map(sum, rows["mix"]["frequency"]["normal"])) == 3 * 8
+    md = format_distribution(view)
+    assert "| same | 3 | 16/16 (>= 2) | 1.00 | 0.000 | 1 | 0.1 |" in md
+    assert f"* `same`: `{v2}`" in md
 
 
 def _r(label, seed, top1, acc, alphas, method="dcpnas"):
@@ -138,6 +179,13 @@ def test_study_end_to_end_skips_finished_trials_and_refuses_a_label_clash(tmp_pa
     assert summary["rows"]["cpnas"]["paired"]["max_d_alpha"]["n"] == 1
     assert summary["noise_floor"]["max_d_alpha"] is not None
     assert (out / "summary-smoke.md").read_text().startswith("two entries")
+    view = summary["distribution"]
+    assert view["rows"]["cpnas"]["n"] == 1 and view["rows"]["cpnas"]["vs_reference"]["sizes"] == [1, 1]
+    assert "as distributions" in (out / "summary-smoke.md").read_text()
+    assert (out / "summary-smoke-genotypes.png").read_bytes()[:4] == b"\x89PNG"
+    from dcpnas.space.genotype import load_genotype
+    consensus = load_genotype(str(out / "summary-smoke-consensus-cpnas.json"))
+    assert consensus.to_darts() == view["rows"]["cpnas"]["consensus"]
     for label in ("dcpnas", "cpnas", "null"):
         assert (out / label / "seed-0" / "search" / "summary.json").exists()
     # Run again: nothing to do, every trial is kept.
@@ -166,3 +214,32 @@ def test_study_end_to_end_skips_finished_trials_and_refuses_a_label_clash(tmp_pa
     r = _study(tmp_path, tiny_npz, str(clash))
     assert r.returncode == 2 and "another configuration" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_study_trains_given_cells_over_seeds(tmp_path, tiny_npz):
+    """Entries with a genotype skip the search: their trials train that cell (no noise floor)."""
+    cells = tmp_path / "cells.json"
+    cells.write_text(json.dumps({"name": "cells", "entries": [
+        {"label": "dcpnas", "genotype": "DARTS_V2"}, {"label": "mcn", "genotype": "DDPNAS_MCN_2"}]}))
+    train = ["model.C=4", "model.layers=3", "data.batch_size=16", "data.train_limit=32",
+             "data.augment=false", "epochs=1", "step1_epochs=1", "device=cpu",
+             f"data.dataset=npz:{tiny_npz}"]
+    cmd = [sys.executable, "-m", "dcpnas", "study", str(cells), "--seeds", "1", "--jobs", "2",
+           "--out", str(tmp_path / "c"), "--train-set", *train]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "c"
+    summary = json.loads((out / "summary-cells.json").read_text())
+    assert set(summary["rows"]) == {"dcpnas", "mcn"}                  # no null: nothing is searched
+    assert summary["rows"]["mcn"]["paired"]["d_top1"]["n"] == 1
+    assert not (out / "mcn" / "seed-0" / "search").exists()
+    assert "DDPNAS_MCN_2" in (out / "mcn" / "seed-0" / "train.log").read_text().splitlines()[0]
+    trial = json.loads((out / "mcn" / "seed-0" / "trial.json").read_text())
+    assert trial["entry"]["genotype"] == "DDPNAS_MCN_2"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "2 trials (2 done)" in r.stdout
+    cells.write_text(json.dumps({"entries": [{"label": "x", "genotype": str(tmp_path / "missing.json")}]}))
+    r = subprocess.run(cmd[:-len(train) - 1] + ["--out", str(tmp_path / "d")], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 2 and "missing.json" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()

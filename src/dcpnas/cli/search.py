@@ -12,6 +12,14 @@ examples:
   dcpnas search --preset fashion-mnist --method darts --set schedule.rounds=5 --out runs/fm-darts
   dcpnas search --out runs/q --resume
   torchrun --nproc_per_node=4 -m dcpnas search --preset cifar10 --out runs/c10
+  dcpnas search --preset quick --replicas 6 --jobs 2 --out runs/q6   # consensus of 6 seeds
+
+--replicas K runs K searches of one configuration (by seed, or by a 1e-9 perturbation of the
+initial alpha with --replica-mode perturb) as resumable subprocesses, keeps each in
+DIR/replicas/rI, and writes their consensus to DIR/genotype.json with DIR/agreement.json and
+DIR/agreement_{normal,reduce}.png (docs/METHOD.md, "Replicas and their consensus"). For random the
+consensus is a vote over each replica's best random cell; for cpnas-sample a vote over the ops each
+sample-and-prune kept. Rerunning the same command continues where it stopped.
 
 D acts through objective.lam = 0.03 on D/‖g_P‖² (ρ = ‖λ·H_G·∂D/∂g_C‖/‖g_C‖ ≈ 0.1-0.2, logged);
 the book's λ = 5e-3 on the raw D is --set objective.discrepancy_scale=none objective.lam=5e-3,
@@ -37,23 +45,63 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="D", help="dataset folder (downloads, ImageNet root)")
     p.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    rep = p.add_argument_group("replicas")
+    rep.add_argument("--replicas", type=int, metavar="K",
+                     help="run K searches and write their consensus genotype (2..100)")
+    rep.add_argument("--jobs", type=int, metavar="J", help="replicas at a time (default 1)")
+    rep.add_argument("--replica-mode", choices=("seed", "perturb"),
+                     help="what differs between replicas: the seed (default) or alpha_0 by 1e-9")
     return p
 
 
 def run(args) -> int:
     from ..search.run.api import search
-    from ..utils.rundir import check_run_dir
+    from ..utils.rundir import check_run_dir, run_kind
 
+    if args.replicas is not None or (args.resume and run_kind(args.out) == "replicas"):
+        return _replicas(args)
+    if args.jobs is not None or args.replica_mode is not None:
+        from ..errors import ConfigError
+        raise ConfigError("--jobs and --replica-mode go with --replicas K")
     # Before the config is even resolved: resuming reads --out/config.json, which must be a search's.
     check_run_dir(args.out, "search", resume=args.resume)
-    overrides = list(args.overrides)
-    if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
-    if args.device:
-        overrides.append(f"device={args.device}")
+    overrides = _overrides(args)
     preset = args.preset
     if preset is None and args.config is None and not args.resume:
         preset = "quick"
     result = search(args.config, preset=preset, method=args.method, overrides=overrides, out=args.out,
                     resume=args.resume, quiet=args.quiet)
     return 0 if result is not None else 1
+
+
+def _overrides(args) -> list[str]:
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    return overrides
+
+
+def _replicas(args) -> int:
+    """K searches and their consensus (dcpnas.search.replicas); rerunning continues them."""
+    from pathlib import Path
+
+    from ..search.api import resolve_search_config
+    from ..search.replicas import load_saved, run_replicas
+    from ..utils.rundir import run_kind
+
+    overrides = _overrides(args)
+    bare = args.preset is None and args.config is None and args.method is None and not overrides
+    cfg, saved = None, None
+    if (args.resume and bare) or (run_kind(args.out) == "replicas"
+                                  and (Path(args.out) / "replicas.json").is_file()):
+        cfg, saved = load_saved(args.out)   # what to continue with, or one line saying why not
+    if not (args.resume and bare):
+        preset = args.preset if args.preset or args.config else "quick"
+        cfg = resolve_search_config(args.config, preset=preset, method=args.method, overrides=overrides)
+    k = args.replicas if args.replicas is not None else (saved or {}).get("replicas", 0)
+    mode = args.replica_mode or (saved["mode"] if saved else "seed")
+    run_replicas(cfg, args.out, replicas=k, mode=mode, jobs=1 if args.jobs is None else args.jobs,
+                 resume=args.resume)
+    return 0

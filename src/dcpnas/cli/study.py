@@ -11,13 +11,20 @@ sets:
   table-4.2   ±D × ±L_R                                  (dcpnas, no-D, no-L_R, neither)
   table-4.3   dcpnas, cpnas, cpnas-sample, bnas, darts, random, dcpnas-exact
   table-4.4   the distance of D: fro (dcpnas), l1, cosine
+  distribution  dcpnas, cpnas, darts: the genotypes found as distributions (searches only)
   FILE.json   {"entries": [{"label": "...", "method": "dcpnas", "overrides": ["k=v", ...]}, ...]}
+              an entry with "genotype": G (a name or file) trains G without a search;
+              "search_only": true beside "entries" makes the set run searches only
 Each set also runs `null` (dcpnas with α₀ perturbed by 1e-9): the noise floor of every comparison.
+The summary also reads the genotypes as distributions: per configuration the edge x op counts over
+seeds, their consensus and agreement, and the distance of each configuration's genotypes to dcpnas's
+with a permutation-test p-value (docs/METHOD.md, "Replicas and their consensus").
 
 examples:
   dcpnas study table-4.3 --seeds 3 --out runs/t43
   dcpnas study table-4.2 --seeds 3 --jobs 2 --out runs/t42
   dcpnas study table-4.3 --seeds 3 --out runs/t43 --resume     # after a kill: finished trials are kept
+  dcpnas study distribution --seeds 6 --no-noise-floor --out runs/dist
   dcpnas study --list"""
 
 
@@ -33,7 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="overrides for every search")
     p.add_argument("--train-set", dest="train_overrides", action="extend", nargs="+", default=[],
                    metavar="KEY=VALUE", help="overrides for every training (the CPU protocol)")
-    p.add_argument("--no-train", action="store_true", help="search only (no test accuracy)")
+    p.add_argument("--no-train", "--search-only", dest="no_train", action="store_true",
+                   help="search only (no test accuracy; a set may declare it)")
     p.add_argument("--no-noise-floor", action="store_true", help="skip the null-perturbation runs")
     p.add_argument("--jobs", type=int, default=2, help="trials at a time, one thread each (2)")
     p.add_argument("--priority", nargs="+", default=[], metavar="LABEL",

@@ -100,6 +100,7 @@ class SupernetConfig:
     # Adds this × N(0, 1) (its own seeded generator) to the initial α: the null perturbation that
     # measures the noise floor of a comparison (docs/METHOD.md, Decision N). 0: off.
     alpha_perturbation: float = 0.0
+    alpha_perturbation_seed: int = 0   # which N(0, 1) draw: replicas of `search --replica-mode perturb`
     # PC-DARTS's partial channel connection: 1/K of each edge's channels through the mixed op,
     # the rest bypass it, then a channel shuffle (Parent and Child alike). 1: off.
     partial_channels: int = 1
@@ -114,6 +115,8 @@ class SupernetConfig:
             raise ConfigError(f"layers must be >= 3 (two reduction cells and a normal one), got {self.layers}")
         _positive("alpha_init_std", self.alpha_init_std, allow_zero=True)
         _positive("alpha_perturbation", self.alpha_perturbation, allow_zero=True)
+        if self.alpha_perturbation_seed < 0:
+            raise ConfigError(f"alpha_perturbation_seed must be >= 0, got {self.alpha_perturbation_seed}")
         if self.partial_channels < 1 or self.C % self.partial_channels:
             raise ConfigError(f"partial_channels must be >= 1 and divide C={self.C}, got "
                               f"{self.partial_channels}")

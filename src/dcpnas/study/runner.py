@@ -8,6 +8,9 @@ Each trial is two ordinary runs of the command line, in their own run directorie
     <out>/<label>/seed-<s>/train     dcpnas train -g <search>/genotype.json --preset T --set seed=s
     <out>/summary-<set>.json, .md, .png
 
+An entry with a ``genotype`` (a name or a file) has no search: its trials train that cell, so that
+given cells (the published ones, a consensus) are trained over the same seeds as found ones.
+
 Several sets may share one directory: a trial is identified by its label and seed, so the entries
 that the paper's tables have in common (``dcpnas``, ``null``) run once; ``trial.json`` makes sure
 a label means the same configuration in every set (a clash is refused).
@@ -34,9 +37,10 @@ from typing import Optional, Sequence
 from ..errors import DcpnasError
 from ..utils.io import atomic_write_json
 from ..utils.logging import console
+from ..space.genotype import load_genotype
 from .sets import NULL, NULL_PERTURBATION, REFERENCE, Entry, get_study_set
 
-__all__ = ["StudyConfig", "Trial", "plan_trials", "run_study"]
+__all__ = ["StudyConfig", "Trial", "plan_trials", "run_study", "cli_prefix", "prepare_run", "run_logged"]
 
 SEARCH_DONE = "summary.json"
 TRAIN_DONE = "summary.json"
@@ -91,7 +95,7 @@ class Trial:
 def study_entries(cfg: StudyConfig) -> list[Entry]:
     """The set's entries, plus the null perturbation of the reference when the floor is on."""
     entries = list(get_study_set(cfg.set_name).entries)
-    if cfg.noise_floor and any(e.label == REFERENCE for e in entries) \
+    if cfg.noise_floor and any(e.label == REFERENCE and not e.genotype for e in entries) \
             and not any(e.label == NULL for e in entries):
         ref = next(e for e in entries if e.label == REFERENCE)
         entries.append(Entry(NULL, ref.method, ref.overrides +
@@ -135,11 +139,11 @@ def check_entries(cfg: StudyConfig, trials: Sequence[Trial]) -> None:
             raise ConfigError(f"study entry {entry.label!r}: {exc}") from None
 
 
-def _cli() -> list[str]:
+def cli_prefix() -> list[str]:
     return [sys.executable, "-m", "dcpnas"]
 
 
-def _prepare(run_dir: Path, resume_file: str) -> Optional[bool]:
+def prepare_run(run_dir: Path, resume_file: str) -> Optional[bool]:
     """None: done; True: resume; False: start fresh (a run without a checkpoint is removed)."""
     if (run_dir / "summary.json").exists():
         return None
@@ -152,23 +156,28 @@ def _prepare(run_dir: Path, resume_file: str) -> Optional[bool]:
 
 def search_command(cfg: StudyConfig, t: Trial, resume: bool) -> list[str]:
     if resume:
-        return _cli() + ["search", "--out", str(t.search_dir), "--resume", "--quiet"]
+        return cli_prefix() + ["search", "--out", str(t.search_dir), "--resume", "--quiet"]
     sets = [f"seed={t.seed}", "threads=1", *cfg.search_overrides, *t.entry.overrides]
-    return _cli() + ["search", "--preset", cfg.search_preset, "--method", t.entry.method,
+    return cli_prefix() + ["search", "--preset", cfg.search_preset, "--method", t.entry.method,
                      "--out", str(t.search_dir), "--quiet", "--set", *sets]
+
+
+def trial_genotype(t: Trial) -> str:
+    """What the trial trains: the entry's given genotype, else its search's result."""
+    return t.entry.genotype or str(t.search_dir / "genotype.json")
 
 
 def train_command(cfg: StudyConfig, t: Trial, resume: bool) -> list[str]:
     if resume:
-        return _cli() + ["train", "--out", str(t.train_dir), "--resume", "--preset",
+        return cli_prefix() + ["train", "--out", str(t.train_dir), "--resume", "--preset",
                          cfg.train_preset, "--set", f"seed={t.seed}", "threads=1",
-                         *cfg.train_overrides, "-g", str(t.search_dir / "genotype.json")]
-    return _cli() + ["train", "-g", str(t.search_dir / "genotype.json"), "--preset",
+                         *cfg.train_overrides, "-g", trial_genotype(t)]
+    return cli_prefix() + ["train", "-g", trial_genotype(t), "--preset",
                      cfg.train_preset, "--out", str(t.train_dir), "--set", f"seed={t.seed}",
                      "threads=1", *cfg.train_overrides]
 
 
-def _run(cmd: Sequence[str], log: Path) -> None:
+def run_logged(cmd: Sequence[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     with open(log, "a", encoding="utf-8") as f:
@@ -184,8 +193,7 @@ def _run(cmd: Sequence[str], log: Path) -> None:
 
 def trial_settings(cfg: StudyConfig, t: Trial) -> dict:
     return json.loads(json.dumps({
-        "entry": {"label": t.entry.label, "method": t.entry.method,
-                  "overrides": list(t.entry.overrides)},
+        "entry": {k: v for k, v in t.entry.as_dict().items() if k != "paper"},
         "seed": t.seed, "search_preset": cfg.search_preset, "train_preset": cfg.train_preset,
         "search_overrides": cfg.search_overrides, "train_overrides": cfg.train_overrides,
         "train": cfg.train}))
@@ -212,13 +220,13 @@ def run_trial(cfg: StudyConfig, t: Trial) -> dict:
     check_trial(cfg, t)
     t.dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(t.dir / "trial.json", trial_settings(cfg, t))
-    state = _prepare(t.search_dir, "ckpt/last.pt")
+    state = None if t.entry.genotype else prepare_run(t.search_dir, "ckpt/last.pt")
     if state is not None:
-        _run(search_command(cfg, t, resume=state), t.dir / "search.log")
+        run_logged(search_command(cfg, t, resume=state), t.dir / "search.log")
     if cfg.train:
-        state = _prepare(t.train_dir, "checkpoint.pt")
+        state = prepare_run(t.train_dir, "checkpoint.pt")
         if state is not None:
-            _run(train_command(cfg, t, resume=state), t.dir / "train.log")
+            run_logged(train_command(cfg, t, resume=state), t.dir / "train.log")
     return {"label": t.entry.label, "seed": t.seed, "time_s": time.perf_counter() - start}
 
 
@@ -238,16 +246,20 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
     from .summary import write_summary
 
     cfg.validate()
+    if get_study_set(cfg.set_name).search_only:
+        cfg.train = False              # the set asks about the genotypes found, not their training
     out = Path(out)
     trials = plan_trials(cfg, out)       # validates the set before anything is written
     for t in trials:
         check_trial(cfg, t)
     check_entries(cfg, trials)
+    for e in {t.entry for t in trials if t.entry.genotype}:
+        load_genotype(e.genotype)        # a given cell must load: one line now, not 12 failed trials
     name = set_file_name(cfg)
     with claim_run_dir(out, "study", resume=resume or _has_studies(out)) as run:
         saved = run.path / f"study-{name}.json"
         settings = {"format": "dcpnas-study/1", **asdict(cfg),
-                    "entries": [asdict(e) for e in study_entries(cfg)]}
+                    "entries": [e.as_dict() for e in study_entries(cfg)]}
         settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
         if saved.exists():
             old = json.loads(saved.read_text(encoding="utf-8"))
@@ -257,7 +269,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
                 raise DcpnasError(f"cannot continue the study in {out}: its '{diff[0]}' differs "
                                   f"from the saved study.json (use another --out)")
         atomic_write_json(saved, settings)
-        todo = [t for t in trials if not (t.search_dir / SEARCH_DONE).exists()
+        todo = [t for t in trials if not (t.entry.genotype or (t.search_dir / SEARCH_DONE).exists())
                 or (cfg.train and not (t.train_dir / TRAIN_DONE).exists())]
         console(f"study {cfg.set_name}: {len(trials)} trials ({len(trials) - len(todo)} done), "
                 f"{cfg.jobs} at a time -> {out}")

@@ -32,12 +32,20 @@ MAX_ENTRIES = 64
 
 @dataclass(frozen=True)
 class Entry:
-    """One configuration of a study: a label (a folder name), a method and ``--set`` overrides."""
+    """One configuration of a study: a label (a folder name), a method and ``--set`` overrides; or,
+    with ``genotype`` (a name or a file), a given cell that is trained without a search."""
 
     label: str
     method: str = "dcpnas"
     overrides: tuple[str, ...] = ()
     paper: str = ""                    # the book's figure for this row, for the report
+    genotype: str = ""
+
+    def as_dict(self) -> dict:
+        """The entry as saved with a study (``genotype`` only where it is given)."""
+        d = {"label": self.label, "method": self.method, "overrides": list(self.overrides),
+             "paper": self.paper}
+        return {**d, "genotype": self.genotype} if self.genotype else d
 
     def __post_init__(self):
         if not _LABEL.match(self.label) or self.label in (".", ".."):
@@ -53,15 +61,16 @@ class StudySet:
     name: str
     caption: str
     entries: tuple[Entry, ...] = field(default_factory=tuple)
+    search_only: bool = False          # its question is about the genotypes found: no training
 
 
 _SETS: dict[str, Callable[[], StudySet]] = {}
 
 
-def study_set(name: str, caption: str):
+def study_set(name: str, caption: str, search_only: bool = False):
     """Decorator: register a function returning the entries of the set ``name``."""
     def wrap(fn: Callable[[], list[Entry]]):
-        _SETS[name] = lambda: StudySet(name, caption, tuple(fn()))
+        _SETS[name] = lambda: StudySet(name, caption, tuple(fn()), search_only)
         return fn
     return wrap
 
@@ -130,6 +139,12 @@ def _curvature_subbatch():
             Entry("cf1", overrides=("objective.curvature_fraction=1",), paper="whole α̂-batch")]
 
 
+@study_set("distribution", "what DCP-NAS, CP-NAS and DARTS find, as genotype distributions over seeds "
+           "(searches only; docs/METHOD.md#consensus)", search_only=True)
+def _distribution():
+    return [Entry(REFERENCE), Entry("cpnas", method="cpnas"), Entry("darts", method="darts")]
+
+
 @study_set("smoke", "two entries, for trying the study machinery")
 def _smoke():
     return [Entry(REFERENCE), Entry("cpnas", method="cpnas")]
@@ -137,8 +152,8 @@ def _smoke():
 
 # -- sets from a file -----------------------------------------------------------------------------
 def load_study_file(path: str | Path) -> StudySet:
-    """A set from JSON: ``{"name": ..., "caption": ..., "entries": [{"label", "method",
-    "overrides": [...], "paper"}, ...]}``. Plain JSON only (nothing in it runs), at most 1 MiB
+    """A set from JSON: ``{"name": ..., "caption": ..., "search_only": false, "entries": [{"label",
+    "method", "overrides": [...], "paper", "genotype"}, ...]}``. Plain JSON only (nothing in it runs), at most 1 MiB
     and 64 entries, every field type-checked."""
     p = Path(path)
     if not p.is_file():
@@ -158,16 +173,18 @@ def load_study_file(path: str | Path) -> StudySet:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ConfigError(f"study set file {p}: entry {i} is not an object")
-        unknown = set(item) - {"label", "method", "overrides", "paper"}
+        unknown = set(item) - {"label", "method", "overrides", "paper", "genotype"}
         if unknown:
             raise ConfigError(f"study set file {p}: entry {i} has unknown keys {sorted(unknown)}")
         label, method = item.get("label"), item.get("method", "dcpnas")
         overrides, paper = item.get("overrides", []), item.get("paper", "")
-        if not isinstance(label, str) or not isinstance(method, str) or not isinstance(paper, str):
-            raise ConfigError(f"study set file {p}: entry {i} needs string 'label' and 'method'")
+        genotype = item.get("genotype", "")
+        if not all(isinstance(v, str) for v in (label, method, paper, genotype)):
+            raise ConfigError(f"study set file {p}: entry {i} needs string 'label' and 'method' "
+                              f"('paper' and 'genotype' strings too)")
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise ConfigError(f"study set file {p}: entry {i} 'overrides' must be a list of strings")
-        entries.append(Entry(label, method, tuple(overrides), paper))
+        entries.append(Entry(label, method, tuple(overrides), paper, genotype))
     labels = [e.label for e in entries]
     dup = sorted({lab for lab in labels if labels.count(lab) > 1})
     if dup:
@@ -175,4 +192,7 @@ def load_study_file(path: str | Path) -> StudySet:
     name, caption = data.get("name", p.stem), data.get("caption", "")
     if not isinstance(name, str) or not isinstance(caption, str):
         raise ConfigError(f"study set file {p}: 'name' and 'caption' must be strings")
-    return StudySet(name, caption, tuple(entries))
+    search_only = data.get("search_only", False)
+    if not isinstance(search_only, bool):
+        raise ConfigError(f"study set file {p}: 'search_only' must be true or false")
+    return StudySet(name, caption, tuple(entries), search_only)

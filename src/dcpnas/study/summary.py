@@ -1,5 +1,6 @@
 """What a study reports: per entry the mean ± std over seeds, paired differences to the reference,
-the null-perturbation noise floor, as ``summary.json``, ``summary.md`` and ``summary.png``.
+the null-perturbation noise floor, and the found genotypes as distributions (``distribution.py``), as
+``summary.json``, ``summary.md``, ``summary.png`` and ``summary-genotypes.png``.
 
 Per trial: the derived 1-bit network's test top-1 (after ``dcpnas train``), the Child supernet's
 final search-val accuracy (the Parent's for ``darts``), MBits and OPs of the trained network,
@@ -16,10 +17,12 @@ import statistics
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..search.results import final_alphas
 from ..utils.provenance import code_fingerprint
 from ..utils.rundir import MARKER
 from ..utils.io import atomic_write_json, atomic_write_text
 from ..utils.logging import console
+from .distribution import format_distribution, genotype_distribution, plot_distribution, save_consensus
 from .sets import NULL, REFERENCE, get_study_set
 
 #: Methods whose final α̂ comes from the same Parent/Child loop (max|Δα| between them means something).
@@ -32,24 +35,6 @@ def _read_json(path: Path) -> Optional[dict]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-
-
-def _final_alphas(search_dir: Path) -> Optional[list]:
-    """α of the last epoch record in log.jsonl (the genotype was derived from it)."""
-    last = None
-    try:
-        with open(search_dir / "log.jsonl", encoding="utf-8") as f:
-            for line in f:
-                if '"event": "epoch"' in line or '"event":"epoch"' in line:
-                    last = line
-    except OSError:
-        return None
-    if last is None:
-        return None
-    try:
-        return json.loads(last).get("alphas")
-    except ValueError:
         return None
 
 
@@ -81,7 +66,7 @@ def trial_result(trial) -> dict:
             "search_time_s": s.get("wall_time_s"), "train_time_s": t.get("time_s"),
             "genotype": s.get("genotype_darts"),
             "code": _codes(trial),
-            "alphas": _final_alphas(trial.search_dir) if s else None}
+            "alphas": final_alphas(trial.search_dir) if s else None}
 
 
 def _codes(trial) -> list[str]:
@@ -254,6 +239,8 @@ def write_summary(cfg, out: Path, trials, name: str) -> dict:
                + (" --search-set " + " ".join(cfg.search_overrides) if cfg.search_overrides else "")
                + (" --train-set " + " ".join(cfg.train_overrides) if cfg.train_overrides else ""))
     md = format_markdown(agg, caption, papers, command)
+    view = genotype_distribution(results, labels)
+    md += "\n" + format_distribution(view)
     versions = code_versions(results)
     if len(versions) > 1:  # finished trials are reused as they are: say when code changed between them
         current = code_fingerprint()
@@ -263,12 +250,15 @@ def write_summary(cfg, out: Path, trials, name: str) -> dict:
                 f"(source fingerprints; delete a trial's folder to re-run it): " + "; ".join(parts))
         md = md.rstrip("\n") + "\n\n" + note + "\n"
     summary = {"format": "dcpnas-study-summary/1", "set": cfg.set_name, "caption": caption,
-               **agg, "code_versions": versions,
+               **agg, "distribution": view, "code_versions": versions,
                "trials": [{k: v for k, v in r.items() if k != "alphas"} for r in results]}
     stem = f"summary-{name}"
     atomic_write_json(out / f"{stem}.json", summary)
     atomic_write_text(out / f"{stem}.md", md)
     png = plot_summary(agg, results, out / f"{stem}.png")
-    summary["files"] = {"markdown": f"{stem}.md", "plot": png.name if png else None}
+    cells = plot_distribution(view, out / f"{stem}-genotypes.png")
+    summary["files"] = {"markdown": f"{stem}.md", "plot": png.name if png else None,
+                        "genotypes_plot": cells.name if cells else None,
+                        "consensus": save_consensus(view, out, stem)}
     console(md)
     return summary

@@ -1,8 +1,8 @@
 """Run directories: each one owned by one run of one kind, and locked while that run works in it.
 
-A run directory (``--out``) holds exactly one run of one kind: ``search``, ``train``, ``study`` or ``demo``
-(a study's or a demo's directory holds one sub-directory per search/train run, each a run directory of
-its own). It
+A run directory (``--out``) holds exactly one run of one kind: ``search``, ``train``, ``study``,
+``demo`` or ``replicas`` (a study's, a demo's or a replicated search's directory holds one
+sub-directory per search/train run, each a run directory of its own). It
 contains, besides the run's own files::
 
     dcpnas-run.json   the marker: {"format": "dcpnas-run/1", "kind": "search", "created": ...,
@@ -67,12 +67,13 @@ except ImportError:  # not POSIX: no OS lock, the kind and emptiness checks stil
 __all__ = ["KINDS", "MARKER", "LOCK", "LEGACY_FILES", "RunDir", "RunFinished", "check_run_dir",
            "claim_run_dir", "is_finished", "mark_finished", "run_kind"]
 
-KINDS = ("search", "train", "study", "demo")
+KINDS = ("search", "train", "study", "demo", "replicas")
 MARKER = "dcpnas-run.json"
 LOCK = ".dcpnas.lock"
 MARKER_FORMAT = "dcpnas-run/1"
 #: Files by which a run of a kind written before markers existed is recognised.
-LEGACY_FILES = {"search": ("ckpt/last.pt",), "train": ("checkpoint.pt", "model.pt"), "study": (), "demo": ()}
+LEGACY_FILES = {"search": ("ckpt/last.pt",), "train": ("checkpoint.pt", "model.pt"), "study": (), "demo": (),
+                "replicas": ()}
 #: The file a finished run of a kind writes last (runs marked before ``finished`` existed).
 DONE_FILES = {"search": "summary.json", "train": "summary.json"}
 

@@ -27,7 +27,7 @@ def build_supernet(kind: str, cfg: SearchConfig, in_channels: int, num_classes: 
                    layout=cfg.layout, scope=s.scope, alpha_init_std=s.alpha_init_std,
                    partial_channels=s.partial_channels, edge_normalization=s.edge_normalization)
     if s.alpha_perturbation:
-        g = torch.Generator().manual_seed(cfg.seed + 7919)
+        g = torch.Generator().manual_seed(cfg.seed + 7919 + 1_000_003 * s.alpha_perturbation_seed)
         with torch.no_grad():
             for a in net.arch_parameters():
                 a.add_(s.alpha_perturbation * torch.randn(a.shape, generator=g, dtype=a.dtype))
