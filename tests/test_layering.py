@@ -47,4 +47,4 @@ def test_kernels_sit_below_binary_and_space():
     """dcpnas.kernels (faster CPU paths of torch ops) loads nothing else of the package."""
     assert {m for m in loaded_modules("import dcpnas.kernels")} <= {
         "dcpnas", "dcpnas.kernels", "dcpnas.kernels.batchnorm", "dcpnas.kernels.depthwise",
-        "dcpnas.kernels.policy"}
+        "dcpnas.kernels.pointwise", "dcpnas.kernels.policy"}

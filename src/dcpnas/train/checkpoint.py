@@ -16,12 +16,11 @@ from pathlib import Path
 from ..utils.finite import kept_checkpoint
 from ..utils.io import atomic_save, load_run_checkpoint
 from ..utils.runstate import rng_state, set_rng_state  # noqa: F401  (part of this module's API)
-from .modelfile import save_model  # noqa: F401  (the model file format lives in modelfile.py)
+from .modelfile import STATE_FORMAT, save_model  # noqa: F401  (every file format lives in modelfile.py)
 
 __all__ = ["STATE_FORMAT", "CHECKPOINT", "save_state", "load_state", "save_model", "rng_state",
            "set_rng_state"]
 
-STATE_FORMAT = "dcpnas-train-state/1"
 CHECKPOINT = "checkpoint.pt"
 
 

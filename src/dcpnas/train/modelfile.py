@@ -35,6 +35,9 @@ from .spec import MODEL_FORMAT, ModelSpec
 __all__ = ["MODEL_FORMAT", "PACKED_FORMAT", "MAGIC", "DTYPES", "ENCODINGS", "save_model", "read_model_file",
            "load_model", "read_packed", "load_packed", "load_any", "is_packed"]
 
+#: checkpoint.pt of a training run (written by train/checkpoint.py; read here as a model too).
+STATE_FORMAT = "dcpnas-train-state/1"
+
 PACKED_FORMAT = "dcpnas-packed/1"
 MAGIC = b"DCPNASPK"
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -76,7 +79,6 @@ def read_model_file(path: str | os.PathLike, *, purpose: str | None = None) -> t
     if not isinstance(payload, dict) or "spec" not in payload or "state_dict" not in payload:
         raise DataError(f"{path} is not a dcpnas model or training checkpoint (no spec/state_dict; "
                         f"was it written by 'dcpnas train'?)")
-    from .checkpoint import STATE_FORMAT
 
     fmt = payload.get("format")
     if fmt is not None and fmt not in (MODEL_FORMAT, STATE_FORMAT):
