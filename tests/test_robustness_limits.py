@@ -27,33 +27,12 @@ import torch
 from dcpnas.cli.main import main
 from dcpnas.utils.logging import read_jsonl
 from dcpnas.utils.rundir import MARKER
+# the finished search, training and packed model every robustness test starts from
+from test_robustness import packed, search_run, train_run  # noqa: F401  (fixtures)
 from test_robustness import fails, rewrite_packed, search_args, snapshot, train_args
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 G = "('sep_conv_3x3', 0)"
-
-
-@pytest.fixture(scope="module")
-def search_run(tiny_npz, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "search"
-    assert main(search_args(tiny_npz, out)) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def train_run(tiny_npz, search_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "train"
-    assert main(train_args(tiny_npz, search_run / "genotype.json", out)) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def packed(train_run, tmp_path_factory):
-    from dcpnas.train.export import export_packed
-
-    path = tmp_path_factory.mktemp("packed") / "m.dcpnas"
-    export_packed(train_run / "model.pt", path)
-    return path
 
 
 def _env(**extra) -> dict:
