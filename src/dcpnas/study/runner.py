@@ -124,7 +124,7 @@ def check_entries(cfg: StudyConfig, trials: Sequence[Trial]) -> None:
     inside its first trial."""
     from ..config import resolve_config
     from ..errors import ConfigError
-    from ..search.config import SearchConfig
+    from ..search import resolve_search_config
     from ..train.config import TrainConfig
 
     entries = {t.entry.label: t.entry for t in trials}
@@ -132,7 +132,7 @@ def check_entries(cfg: StudyConfig, trials: Sequence[Trial]) -> None:
         search = ["threads=1", *cfg.search_overrides, *entry.overrides, f"method={entry.method}"]
         train = ["threads=1", *cfg.train_overrides, "model.genotype=DARTS_V2"]
         try:
-            resolve_config(SearchConfig, "search", preset=cfg.search_preset, overrides=search)
+            resolve_search_config(preset=cfg.search_preset, overrides=search)   # method check included
             if cfg.train:
                 resolve_config(TrainConfig, "train", preset=cfg.train_preset, overrides=train)
         except ConfigError as exc:
