@@ -130,7 +130,7 @@ def test_perturb_mode_changes_alpha0_only():
     import torch
 
     from dcpnas.search import resolve_search_config
-    from dcpnas.search.learner import build_supernet
+    from dcpnas.search.run.learner import build_supernet
     from dcpnas.search.replicas import MODES
 
     cfg = resolve_search_config(preset="quick", overrides=["seed=5"])

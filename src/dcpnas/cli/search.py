@@ -87,7 +87,7 @@ def _replicas(args) -> int:
     """K searches and their consensus (dcpnas.search.replicas); rerunning continues them."""
     from pathlib import Path
 
-    from ..search.api import resolve_search_config
+    from ..search.run.api import resolve_search_config
     from ..search.replicas import load_saved, run_replicas
     from ..utils.rundir import run_kind
 

@@ -91,7 +91,7 @@ def _settings(cfg: SearchConfig, k: int, mode: str) -> dict:
 
 def _check_saved(out: Path, cfg: SearchConfig, mode: str) -> None:
     """A directory that already holds replicas continues only with the same base config and mode."""
-    from .loop import check_resume_config
+    from .run.loop import check_resume_config
 
     saved = json.loads((out / "replicas.json").read_text(encoding="utf-8"))
     if saved.get("mode") != mode:
@@ -103,7 +103,7 @@ def _check_saved(out: Path, cfg: SearchConfig, mode: str) -> None:
 
 def load_saved(out: str | Path) -> tuple[SearchConfig, dict]:
     """The base config and settings of the replicas in ``out`` (for ``--resume`` without a config)."""
-    from .api import resolve_search_config
+    from .run.api import resolve_search_config
 
     out = Path(out)
     path = out / "replicas.json"
