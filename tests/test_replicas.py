@@ -15,6 +15,7 @@ import pytest
 
 from dcpnas.space import distribution as dist
 from dcpnas.space.genotype import from_dict, load_genotype
+from dcpnas.utils.rundir import MARKER
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,10 @@ def test_rerun_skips_finished_replicas_and_resumes_the_others(replicated, tiny_n
     out, _ = replicated
     rep = out / "replicas"
     stamp = (rep / "r0" / "summary.json").stat().st_mtime_ns
-    (rep / "r1" / "summary.json").unlink()      # as if killed after its last checkpoint
+    (rep / "r1" / "summary.json").unlink()      # as if killed after its last checkpoint:
+    marker = json.loads((rep / "r1" / MARKER).read_text())
+    del marker["finished"]                      # ... so not yet marked finished either
+    (rep / "r1" / MARKER).write_text(json.dumps(marker))
     import shutil
     shutil.rmtree(rep / "r2")                   # as if killed before its first checkpoint
     r = _run(_cmd(tiny_npz, out))

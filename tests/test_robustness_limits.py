@@ -153,7 +153,7 @@ def test_sigterm_checkpoints_says_so_and_the_resume_logs_each_epoch_once(tmp_pat
     argv = search_args(tiny_npz, out, "schedule.rounds=2")
     # Slowed down right after an epoch's record is logged, before its checkpoint: the signal arrives
     # where the log is one epoch ahead of the checkpoint.
-    slow = ("import sys, time; from dcpnas.search import loop; real = loop.SearchLoop._save\n"
+    slow = ("import sys, time; from dcpnas.search.run import loop; real = loop.SearchLoop._save\n"
             "def _save(self, n, *a):\n    real(self, n, *a)\n    if n == 1: time.sleep(60)\n"
             "loop.SearchLoop._save = _save\nfrom dcpnas.cli.main import main; sys.exit(main(sys.argv[1:]))\n")
     proc = subprocess.Popen([sys.executable, "-c", slow, *map(str, argv)], env=_env(), stdout=subprocess.DEVNULL,

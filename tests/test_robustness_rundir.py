@@ -102,7 +102,7 @@ def test_a_second_writer_is_refused_then_a_kill_releases_the_lock_and_the_run_re
     argv = ["search", "--preset", "quick", "--method", "darts", "--quiet", "--out", str(out),
             *[a for s in sets for a in ("--set", s)]]
     # The first writer is slowed down between epochs so that it is sure to be alive while we look.
-    slow = ("import sys, time; from dcpnas.search import loop; real = loop.SearchLoop._save\n"
+    slow = ("import sys, time; from dcpnas.search.run import loop; real = loop.SearchLoop._save\n"
             "def _save(self, *a):\n    real(self, *a); time.sleep(30)\n"
             "loop.SearchLoop._save = _save\nfrom dcpnas.cli.main import main; sys.exit(main(sys.argv[1:]))\n")
     env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
