@@ -9,10 +9,22 @@ exported graphs do not depend on where a model runs (docs/METHOD.md#strided-poin
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 __all__ = ["unit_stride_pointwise"]
+
+
+def _is_pointwise(weight: torch.Tensor) -> bool:
+    if not torch.jit.is_tracing():
+        return weight.dim() == 4 and tuple(weight.shape[2:]) == (1, 1)
+    # The legacy tracer records shapes as values and warns when one is compared; a module's kernel
+    # size is fixed, so the comparison is a constant of the traced graph.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return weight.dim() == 4 and tuple(weight.shape[2:]) == (1, 1)
 
 
 def unit_stride_pointwise(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
@@ -20,7 +32,7 @@ def unit_stride_pointwise(x: torch.Tensor, weight: torch.Tensor, stride: tuple[i
     """``(x', stride', padding')`` with ``conv(x', w, stride', padding') == conv(x, w, stride,
     padding)`` and stride' = 1 when ``w`` is 1×1 (a 1×1 kernel reads one pixel: output pixel (i, j)
     is the padded input's pixel (s·i, s·j)); anything else unchanged."""
-    if weight.dim() != 4 or tuple(weight.shape[2:]) != (1, 1) or max(stride) == 1:
+    if max(stride) == 1 or not _is_pointwise(weight):
         return x, stride, padding
     if max(padding) > 0:
         x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]))
