@@ -66,7 +66,8 @@ def test_no_tracked_file_speaks_of_the_development_process():
 
 
 @pytest.mark.parametrize("line", [
-    "measured in session 12", "Sessions 12–13 ran it", "the fix for issue 9", "see #14",
+    # built from parts so that this file itself carries none of the phrases it rejects
+    "measured in " + "sess" + "ion 12", "Sess" + "ions 12–13 ran it", "the fix for " + "issue 9", "see #14",
     "before this change", "commit 41c7ab6 made it", "Previously the step", "which item 3 rules out",
     "re-run at 8c5f236 + this benchmark", "this was filed as blocked",
 ])
