@@ -107,6 +107,10 @@ def test_rerun_skips_finished_replicas_and_resumes_the_others(replicated, tiny_n
     r = _run([sys.executable, "-m", "dcpnas", "search", "--out", str(out), "--resume"])
     assert r.returncode == 0 and "seed mode; 3 done)" in r.stdout, r.stderr
     assert "consensus:" in r.stdout
+    # --quiet keeps the agreement line alone.
+    r = _run([sys.executable, "-m", "dcpnas", "search", "--out", str(out), "--resume", "--quiet"])
+    agreement = json.loads((out / "agreement.json").read_text())["line"]
+    assert r.returncode == 0 and r.stdout.splitlines() == [agreement], r.stdout + r.stderr
 
 
 def test_a_killed_replica_set_resumes(tmp_path, tiny_npz):

@@ -132,7 +132,7 @@ def format_summary(s: dict) -> str:
              f"packed model     {ex['path']}" + (f"   ONNX {ex['onnx']}" if ex.get("onnx") else "")]
     for kind in ("cells", "alpha", "curves"):
         for p in s["plots"][kind]:
-            lines.append(f"plot ({kind:<6}) {p}")
+            lines.append(f"{kind + ' plot':<17}{p}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_data_device_options, data_device_overrides
+
 NAME = "search"
 
 EPILOG = """\
@@ -42,8 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="override settings, e.g. --set objective.lam=1e-3 objective.distance=l1 (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (logs, checkpoints, results)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    p.add_argument("--data-dir", metavar="D", help="dataset folder (downloads, ImageNet root)")
-    p.add_argument("--device", metavar="D", help="auto, cpu, cuda or cuda:N")
+    add_data_device_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     rep = p.add_argument_group("replicas")
     rep.add_argument("--replicas", type=int, metavar="K",
@@ -75,12 +76,7 @@ def run(args) -> int:
 
 
 def _overrides(args) -> list[str]:
-    overrides = list(args.overrides)
-    if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
-    if args.device:
-        overrides.append(f"device={args.device}")
-    return overrides
+    return list(args.overrides) + data_device_overrides(args)
 
 
 def _replicas(args) -> int:
@@ -103,5 +99,5 @@ def _replicas(args) -> int:
     k = args.replicas if args.replicas is not None else (saved or {}).get("replicas", 0)
     mode = args.replica_mode or (saved["mode"] if saved else "seed")
     run_replicas(cfg, args.out, replicas=k, mode=mode, jobs=1 if args.jobs is None else args.jobs,
-                 resume=args.resume)
+                 resume=args.resume, quiet=args.quiet)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_data_device_options, data_device_overrides
+
 NAME = "train"
 
 
@@ -22,8 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", help="run directory (required unless --list-presets)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
                    "(with its own config.json unless --preset or --config is given)")
-    p.add_argument("--data-dir", help="dataset folder (sets data.data_dir; the ImageNet root)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (sets device)")
+    add_data_device_options(p)
     p.add_argument("--list-presets", action="store_true", help="list the train presets and exit")
     return p
 
@@ -32,11 +33,7 @@ def _overrides(args) -> list[str]:
     items = [item for group in args.overrides for item in group]
     if args.genotype:
         items.append(f"model.genotype={args.genotype}")
-    if args.data_dir:
-        items.append(f"data.data_dir={args.data_dir}")
-    if args.device:
-        items.append(f"device={args.device}")
-    return items
+    return items + data_device_overrides(args)
 
 
 def run(args) -> int:

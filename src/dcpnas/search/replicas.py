@@ -128,9 +128,10 @@ def _replica_command(base: Path, run_dir: Path, overrides: list[str], resume: bo
 
 
 def run_replicas(cfg: SearchConfig, out: str | Path, *, replicas: int, mode: str = "seed",
-                 jobs: int = 1, resume: bool = False) -> dict:
+                 jobs: int = 1, resume: bool = False, quiet: bool = False) -> dict:
     """Run (or continue) ``replicas`` searches of ``cfg`` in ``out`` and write their consensus;
-    returns the agreement record (also ``out/agreement.json``)."""
+    returns the agreement record (also ``out/agreement.json``). ``quiet`` keeps only failures and
+    the closing agreement line."""
     from ..study.runner import prepare_run, run_logged
     from ..utils.rundir import check_run_dir, claim_run_dir, run_kind
 
@@ -158,8 +159,9 @@ def run_replicas(cfg: SearchConfig, out: str | Path, *, replicas: int, mode: str
             save_config(cfg, base, extra={"replicas": replicas, "mode": mode})
         atomic_write_json(run.path / "replicas.json", settings)
         todo = [r for r in range(replicas) if read_summary(_replica_dir(out, r)) is None]
-        console(f"replicas: {replicas} searches of {cfg.method} ({mode} mode; {replicas - len(todo)} "
-                f"done), {jobs} at a time -> {out}")
+        if not quiet:
+            console(f"replicas: {replicas} searches of {cfg.method} ({mode} mode; "
+                    f"{replicas - len(todo)} done), {jobs} at a time -> {out}")
         failures: list[str] = []
 
         def work(r: int) -> None:
@@ -169,7 +171,8 @@ def run_replicas(cfg: SearchConfig, out: str | Path, *, replicas: int, mode: str
                 if state is not None:
                     run_logged(_replica_command(base, run_dir, settings["overrides"][r], state),
                                run_dir.parent / f"r{r}.log")
-                console(f"replicas: r{r} done")
+                if not quiet:
+                    console(f"replicas: r{r} done")
             except DcpnasError as exc:
                 failures.append(str(exc))
                 console(f"replicas: r{r} FAILED: {exc}")
