@@ -104,6 +104,22 @@ def test_distribution_set_searches_only():
     assert s.search_only and not get_study_set("table-4.3").search_only
 
 
+def dist_shared(g1: str, g2: str) -> float:
+    """Share of the 16 genes two cells have in common, counted gene by gene per node."""
+    from dcpnas.space.genotype import parse_genotype_string
+
+    a, b = parse_genotype_string(g1), parse_genotype_string(g2)
+    same = 0
+    for cell in ("normal", "reduce"):
+        for node in range(4):
+            rest = list(getattr(b, cell)[2 * node:2 * node + 2])
+            for gene in getattr(a, cell)[2 * node:2 * node + 2]:
+                if gene in rest:
+                    same += 1
+                    rest.remove(gene)
+    return same / 16
+
+
 def test_distribution_view_by_hand():
     from dcpnas.space.named import NAMED_GENOTYPES
     from dcpnas.study.distribution import format_distribution, genotype_distribution
@@ -129,8 +145,15 @@ def test_distribution_view_by_hand():
     assert rows["mix"]["vs_reference"]["distance"] == pytest.approx(2 / 3 * d12)
     assert rows["mix"]["vs_reference"]["p_value"] == pytest.approx(8 / 20)
     assert sum(map(sum, rows["mix"]["frequency"]["normal"])) == 3 * 8
+    # Paired by seed: (V1, V2), (V1, V2), (V2, V2). Of the 8 within-seed swap patterns, those that
+    # move both V1 or neither keep the observed d (4), the others give 0: p = 4/8, p min 2/8.
+    paired = rows["mix"]["paired_with_reference"]
+    assert paired["seeds"] == [0, 1, 2] and paired["p_value"] == pytest.approx(0.5)
+    assert paired["p_min"] == pytest.approx(0.25) and paired["distance"] == pytest.approx(2 / 3 * d12)
+    shared12 = dist_shared(v1, v2)
+    assert paired["shared"] == pytest.approx((2 * shared12 + 1) / 3)
     md = format_distribution(view)
-    assert "| same | 3 | 16/16 (>= 2) | 1.00 | 0.000 | 1 | 0.1 |" in md
+    assert "| same | 3 | 16/16 (>= 2) | 1.00 | 0.000 | 1 | 0.1 | 1.00 | 1 | 0.25 |" in md
     assert f"* `same`: `{v2}`" in md
 
 

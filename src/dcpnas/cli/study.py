@@ -18,7 +18,8 @@ sets:
 Each set also runs `null` (dcpnas with α₀ perturbed by 1e-9): the noise floor of every comparison.
 The summary also reads the genotypes as distributions: per configuration the edge x op counts over
 seeds, their consensus and agreement, and the distance of each configuration's genotypes to dcpnas's
-with a permutation-test p-value (docs/METHOD.md, "Replicas and their consensus").
+with permutation-test p-values, unpaired and paired by seed (docs/METHOD.md, "Replicas and their
+consensus").
 
 examples:
   dcpnas study table-4.3 --seeds 3 --out runs/t43

@@ -12,16 +12,15 @@ r-th draw, ε = ``supernet.alpha_perturbation`` or the null perturbation's 1e-9)
     agreement.json                edge × op counts, the consensus's choices with their counts, agreement
     agreement_normal.png, agreement_reduce.png   the counts as heatmaps, the consensus boxed
 
-Replicas run as subprocesses (``jobs`` at a time) through the study's runner, so a finished replica is
-skipped, a killed one resumes from its checkpoint, and rerunning the command continues the set. The
-directory is claimed with kind ``replicas``; each replica claims its own.
+Replicas run as subprocesses (``jobs`` at a time, ``utils.subruns``), as a study's trials do, so a
+finished replica is skipped, a killed one resumes from its checkpoint, and rerunning the command
+continues the set. The directory is claimed with kind ``replicas``; each replica claims its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import save_config
@@ -119,7 +118,7 @@ def load_saved(out: str | Path) -> tuple[SearchConfig, dict]:
 
 
 def _replica_command(base: Path, run_dir: Path, overrides: list[str], resume: bool) -> list[str]:
-    from ..study.runner import cli_prefix
+    from ..utils.subruns import cli_prefix
 
     if resume:
         return cli_prefix() + ["search", "--out", str(run_dir), "--resume", "--quiet"]
@@ -132,7 +131,7 @@ def run_replicas(cfg: SearchConfig, out: str | Path, *, replicas: int, mode: str
     """Run (or continue) ``replicas`` searches of ``cfg`` in ``out`` and write their consensus;
     returns the agreement record (also ``out/agreement.json``). ``quiet`` keeps only failures and
     the closing agreement line."""
-    from ..study.runner import prepare_run, run_logged
+    from ..utils.subruns import Stopped, prepare_run, run_all, run_logged
     from ..utils.rundir import check_run_dir, claim_run_dir, run_kind
 
     if mode not in MODES:
@@ -173,12 +172,13 @@ def run_replicas(cfg: SearchConfig, out: str | Path, *, replicas: int, mode: str
                                run_dir.parent / f"r{r}.log")
                 if not quiet:
                     console(f"replicas: r{r} done")
+            except Stopped:
+                pass
             except DcpnasError as exc:
                 failures.append(str(exc))
                 console(f"replicas: r{r} FAILED: {exc}")
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(work, todo))
+        run_all(work, todo, jobs)
         if failures:
             raise DcpnasError(f"{len(failures)} of {replicas} replicas failed, first: {failures[0]} "
                               f"(rerun the same command to retry; finished replicas are kept)")

@@ -29,7 +29,7 @@ from .genotype import CELL_TYPES, Genotype
 from .primitives import NONE_INDEX, PRIMITIVES
 
 __all__ = ["CHOICES", "SLOTS", "frequency", "consensus", "agreement", "agreement_line",
-           "majority", "indicators", "distance", "permutation_test", "plot_frequency", "save_png",
+           "majority", "indicators", "distance", "permutation_test", "paired_test", "plot_frequency", "save_png",
            "edge_names"]
 
 #: (edge, op) choices of a genotype: two per intermediate node and cell type (16).
@@ -234,6 +234,39 @@ def permutation_test(a: Sequence[Genotype], b: Sequence[Genotype], n_perm: int =
         method, count = "monte-carlo", n_perm
     return {"distance": observed, "p_value": p, "p_min": p_min, "method": method,
             "permutations": count, "sizes": [na, n - na]}
+
+
+def paired_test(a: Sequence[Genotype], b: Sequence[Genotype], n_perm: int = 9999, seed: int = 0) -> dict:
+    """p-value of ``distance(a, b)`` when ``a[i]`` and ``b[i]`` are a pair (one seed, two methods)
+    whose labels are exchangeable within the pair.
+
+    The sets are rebuilt with some pairs swapped: every one of the 2^n swap patterns when there are
+    at most ``max(n_perm, EXACT_LIMIT)`` of them (exact; a pattern and its complement give mirrored
+    sets, so ``p_min`` = 2 / 2^n), otherwise ``n_perm`` random ones. ``shared`` is the mean share of
+    the 16 genes the two cells of a pair have in common (1: the method never changed the cell).
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError("a paired test needs two non-empty genotype lists of one length")
+    if n_perm < 1:
+        raise ValueError("n_perm must be >= 1")
+    n = len(a)
+    X = indicators(list(a) + list(b))
+    shared = [float(X[i] @ X[n + i]) / CHOICES for i in range(n)]
+    observed = float(_tv(X, np.arange(2 * n) < n)[0])
+    tol = 1e-9
+    if 2 ** n <= max(n_perm, EXACT_LIMIT):
+        swaps = np.array(list(itertools.product((False, True), repeat=n)), dtype=bool)
+        stats = _tv(X, np.concatenate([~swaps, swaps], axis=1))
+        p = float(np.mean(stats >= observed - tol))
+        p_min, method, count = 2 / 2 ** n, "exact", 2 ** n
+    else:
+        swaps = np.random.default_rng(seed).random((n_perm, n)) < 0.5
+        stats = _tv(X, np.concatenate([~swaps, swaps], axis=1))
+        p = (1 + int(np.sum(stats >= observed - tol))) / (1 + n_perm)
+        p_min, method, count = 1 / (1 + n_perm), "monte-carlo", n_perm
+    return {"distance": observed, "p_value": p, "p_min": min(p_min, 1.0), "method": method,
+            "permutations": count, "pairs": n, "shared": float(np.mean(shared)),
+            "shared_by_pair": shared}
 
 
 def plot_frequency(freq: np.ndarray, k: int, path: str | Path, *, title: str = "",

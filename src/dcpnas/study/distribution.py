@@ -31,7 +31,8 @@ def genotype_distribution(results: Sequence[dict], labels: Sequence[str], n_perm
     the reference) the distance to the reference's set with its permutation test."""
     rows: dict[str, dict] = {}
     sets = {label: _genotypes(results, label) for label in labels}
-    ref = sets.get(REFERENCE, ([], [], []))[0]
+    ref, _, ref_seeds = sets.get(REFERENCE, ([], [], []))
+    ref_by_seed = dict(zip(ref_seeds, ref))
     for label in labels:
         gs, alphas, seeds = sets[label]
         if not gs:
@@ -39,14 +40,19 @@ def genotype_distribution(results: Sequence[dict], labels: Sequence[str], n_perm
             continue
         consensus, choices = dist.consensus(gs, alphas)
         freq = dist.frequency(gs)
-        test = None
+        test = paired = None
         if label != REFERENCE and ref:
             test = dist.permutation_test(gs, ref, n_perm=n_perm)
+            # A study's seed fixes data order and α₀ for every configuration: pair them by seed.
+            common = [(g, ref_by_seed[s]) for g, s in zip(gs, seeds) if s in ref_by_seed]
+            if common:
+                paired = {**dist.paired_test([g for g, _ in common], [r for _, r in common], n_perm=n_perm),
+                          "seeds": [s for s in seeds if s in ref_by_seed]}
         rows[label] = {"seeds": seeds, "n": len(gs), "agreement": dist.agreement(gs, choices),
                        "consensus": consensus.to_darts(),
                        "choices": [c.as_dict() for c in choices],
                        "frequency": {c: freq[c].tolist() for c in CELL_TYPES},
-                       "vs_reference": test}
+                       "vs_reference": test, "paired_with_reference": paired}
     return {"reference": REFERENCE, "ops": list(PRIMITIVES), "edges": dist.edge_names(),
             "n_perm": n_perm, "rows": rows}
 
@@ -64,17 +70,24 @@ def format_distribution(view: dict) -> str:
              f"*d* = mean total-variation distance between the per-node choice distributions of the "
              f"configuration and `{view['reference']}` (0 same, 1 disjoint), *p* its permutation-test "
              f"p-value (labels shuffled over the pooled seeds; *p min* the smallest p the test can "
-             f"give). docs/METHOD.md#consensus.", "",
-             f"| config | seeds | majority | pairwise | d to `{view['reference']}` | p | p min |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             f"give); *same seed* = mean share of genes the configuration's cell and "
+             f"`{view['reference']}`'s have in common on one seed, *paired p* the p-value of d when "
+             f"labels are swapped only within a seed (*p min* likewise). docs/METHOD.md#consensus.", "",
+             f"| config | seeds | majority | pairwise | d to `{view['reference']}` | p | p min | same seed "
+             f"| paired p | p min |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, row in view["rows"].items():
         if not row["n"]:
-            lines.append(f"| {label} | 0 | — | — | — | — | — |")
+            lines.append(f"| {label} | 0 | — | — | — | — | — | — | — | — |")
             continue
-        a, t = row["agreement"], row["vs_reference"]
+        a, t, pt = row["agreement"], row["vs_reference"], row.get("paired_with_reference")
         pair = "—" if a["pairwise"] is None else f"{a['pairwise']:.2f}"
         test = ["", "", ""] if t is None else [f"{t['distance']:.3f}", f"{t['p_value']:.3g}",
                                               f"{t['p_min']:.2g}"]
+        test += (["", "", ""] if pt is None else
+                 [f"{pt['shared']:.2f}", f"{pt['p_value']:.3g}", f"{pt['p_min']:.2g}"])
+        if t is not None and pt is None:
+            test[3:] = ["—", "—", "—"]          # no seed in common with the reference
         lines.append(f"| {label} | {row['n']} | {a['majority_choices']}/{a['choices']} (>= "
                      f"{a['threshold']}) | {pair} | " + " | ".join(test) + " |")
     for cell in CELL_TYPES:

@@ -15,8 +15,8 @@ Several sets may share one directory: a trial is identified by its label and see
 that the paper's tables have in common (``dcpnas``, ``null``) run once; ``trial.json`` makes sure
 a label means the same configuration in every set (a clash is refused).
 
-Trials run as subprocesses (``jobs`` at a time, one thread each), so a crash or a kill stays inside
-one run and the study resumes where it stopped: a run with a summary is done and skipped, one with a
+Trials run as subprocesses (``jobs`` at a time, one thread each, ``utils.subruns``), so a crash or a
+kill stays inside one run and the study resumes where it stopped: a run with a summary is done and skipped, one with a
 checkpoint continues with ``--resume``, one with neither starts again. The study directory is
 claimed with kind ``study`` and each sub-run claims its own (``utils.rundir``).
 """
@@ -24,23 +24,19 @@ claimed with kind ``study`` and each sub-run claims its own (``utils.rundir``).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from ..errors import DcpnasError
 from ..utils.io import atomic_write_json
 from ..utils.logging import console
+from ..utils.subruns import Stopped, cli_prefix, prepare_run, run_all, run_logged
 from ..space.genotype import load_genotype
 from .sets import NULL, NULL_PERTURBATION, REFERENCE, Entry, get_study_set
 
-__all__ = ["StudyConfig", "Trial", "plan_trials", "run_study", "cli_prefix", "prepare_run", "run_logged"]
+__all__ = ["StudyConfig", "Trial", "plan_trials", "run_study"]
 
 SEARCH_DONE = "summary.json"
 TRAIN_DONE = "summary.json"
@@ -139,21 +135,6 @@ def check_entries(cfg: StudyConfig, trials: Sequence[Trial]) -> None:
             raise ConfigError(f"study entry {entry.label!r}: {exc}") from None
 
 
-def cli_prefix() -> list[str]:
-    return [sys.executable, "-m", "dcpnas"]
-
-
-def prepare_run(run_dir: Path, resume_file: str) -> Optional[bool]:
-    """None: done; True: resume; False: start fresh (a run without a checkpoint is removed)."""
-    if (run_dir / "summary.json").exists():
-        return None
-    if (run_dir / resume_file).exists():
-        return True
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # no finished epoch: nothing to keep
-    return False
-
-
 def search_command(cfg: StudyConfig, t: Trial, resume: bool) -> list[str]:
     if resume:
         return cli_prefix() + ["search", "--out", str(t.search_dir), "--resume", "--quiet"]
@@ -175,20 +156,6 @@ def train_command(cfg: StudyConfig, t: Trial, resume: bool) -> list[str]:
     return cli_prefix() + ["train", "-g", trial_genotype(t), "--preset",
                      cfg.train_preset, "--out", str(t.train_dir), "--set", f"seed={t.seed}",
                      "threads=1", *cfg.train_overrides]
-
-
-def run_logged(cmd: Sequence[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(f"$ {' '.join(cmd)}\n")
-        f.flush()
-        rc = subprocess.call(list(cmd), stdout=f, stderr=subprocess.STDOUT, env=env,
-                             stdin=subprocess.DEVNULL)
-    if rc != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
-        raise DcpnasError(f"{cmd[3]} in {log.parent} exited with status {rc}: "
-                          f"{tail[0] if tail else 'no output'} (log: {log})")
 
 
 def trial_settings(cfg: StudyConfig, t: Trial) -> dict:
@@ -279,12 +246,13 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
             try:
                 r = run_trial(cfg, t)
                 console(f"study: {t.entry.label} seed {t.seed} done in {r['time_s']:.0f} s")
+            except Stopped:
+                pass
             except DcpnasError as exc:
                 failures.append(str(exc))
                 console(f"study: {t.entry.label} seed {t.seed} FAILED: {exc}")
 
-        with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-            list(pool.map(work, todo))
+        run_all(work, todo, cfg.jobs)
         summary = write_summary(cfg, out, trials, name)
         if failures:
             raise DcpnasError(f"{len(failures)} trial(s) failed, first: {failures[0]} "
