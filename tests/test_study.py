@@ -266,3 +266,25 @@ def test_a_study_trains_given_cells_over_seeds(tmp_path, tiny_npz):
                        text=True, timeout=600)
     assert r.returncode == 2 and "missing.json" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_the_summary_names_the_command_that_reproduces_it():
+    from dcpnas.study.runner import StudyConfig
+    from dcpnas.study.summary import study_command
+
+    cfg = StudyConfig("distribution", seeds=6, search_preset="fashion-mnist", noise_floor=False, jobs=2,
+                      train=False, train_overrides=["epochs=1"])
+    assert study_command(cfg) == ("dcpnas study distribution --seeds 6 --search-preset fashion-mnist "
+                                  "--no-noise-floor")          # the set itself is searches-only
+    cfg = StudyConfig("table-4.3", seeds=3, first_seed=2, train=False, search_overrides=["supernet.C=2"])
+    assert study_command(cfg) == ("dcpnas study table-4.3 --seeds 3 --first-seed 2 --search-preset quick "
+                                  "--search-only --search-set supernet.C=2")
+    cfg = StudyConfig("table-4.2", train_overrides=["channels_last=false"])
+    assert study_command(cfg) == ("dcpnas study table-4.2 --seeds 3 --search-preset quick --train-preset "
+                                  "quick --train-set channels_last=false")
+    from dcpnas.cli.main import build_parser
+    for c in (StudyConfig("distribution", seeds=6, noise_floor=False, train=False),
+              StudyConfig("table-4.3", train=False, first_seed=1)):
+        argv = study_command(c).split()[1:]
+        args = build_parser(argv)[0].parse_args(argv)    # it parses as the CLI's own
+        assert args.seeds == c.seeds and args.no_train == (c.set_name != "distribution")  # a set may declare it

@@ -228,17 +228,35 @@ def plot_summary(agg: dict, results: list[dict], path: Path) -> Optional[Path]:
     return path
 
 
+def study_command(cfg) -> str:
+    """The command that reproduces the study's results (not its --jobs or --out, which do not change
+    them); a searches-only study names no train preset."""
+    searches_only = not cfg.train
+    parts = [f"dcpnas study {cfg.set_name} --seeds {cfg.seeds}"]
+    if cfg.first_seed:
+        parts.append(f"--first-seed {cfg.first_seed}")
+    parts.append(f"--search-preset {cfg.search_preset}")
+    if searches_only:
+        if not get_study_set(cfg.set_name).search_only:
+            parts.append("--search-only")
+    else:
+        parts.append(f"--train-preset {cfg.train_preset}")
+    if not cfg.noise_floor:
+        parts.append("--no-noise-floor")
+    if cfg.search_overrides:
+        parts.append("--search-set " + " ".join(cfg.search_overrides))
+    if cfg.train_overrides and not searches_only:
+        parts.append("--train-set " + " ".join(cfg.train_overrides))
+    return " ".join(parts)
+
+
 def write_summary(cfg, out: Path, trials, name: str) -> dict:
     results = [trial_result(t) for t in trials]
     labels = list(dict.fromkeys(t.entry.label for t in trials))
     agg = aggregate(results, labels)
     caption = get_study_set(cfg.set_name).caption
     papers = {t.entry.label: t.entry.paper for t in trials}
-    command = (f"dcpnas study {cfg.set_name} --seeds {cfg.seeds} --search-preset "
-               f"{cfg.search_preset} --train-preset {cfg.train_preset}"
-               + (" --search-set " + " ".join(cfg.search_overrides) if cfg.search_overrides else "")
-               + (" --train-set " + " ".join(cfg.train_overrides) if cfg.train_overrides else ""))
-    md = format_markdown(agg, caption, papers, command)
+    md = format_markdown(agg, caption, papers, study_command(cfg))
     view = genotype_distribution(results, labels)
     md += "\n" + format_distribution(view)
     versions = code_versions(results)
