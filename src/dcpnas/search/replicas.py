@@ -131,7 +131,7 @@ def run_replicas(cfg: SearchConfig, out: str | Path, *, replicas: int, mode: str
     """Run (or continue) ``replicas`` searches of ``cfg`` in ``out`` and write their consensus;
     returns the agreement record (also ``out/agreement.json``). ``quiet`` keeps only failures and
     the closing agreement line."""
-    from ..utils.subruns import Stopped, prepare_run, run_all, run_logged
+    from ..utils.subruns import prepare_run, run_all, run_logged
     from ..utils.rundir import check_run_dir, claim_run_dir, run_kind
 
     if mode not in MODES:
@@ -161,24 +161,17 @@ def run_replicas(cfg: SearchConfig, out: str | Path, *, replicas: int, mode: str
         if not quiet:
             console(f"replicas: {replicas} searches of {cfg.method} ({mode} mode; "
                     f"{replicas - len(todo)} done), {jobs} at a time -> {out}")
-        failures: list[str] = []
 
         def work(r: int) -> None:
             run_dir = _replica_dir(out, r)
-            try:
-                state = prepare_run(run_dir, "ckpt/last.pt")
-                if state is not None:
-                    run_logged(_replica_command(base, run_dir, settings["overrides"][r], state),
-                               run_dir.parent / f"r{r}.log")
-                if not quiet:
-                    console(f"replicas: r{r} done")
-            except Stopped:
-                pass
-            except DcpnasError as exc:
-                failures.append(str(exc))
-                console(f"replicas: r{r} FAILED: {exc}")
+            state = prepare_run(run_dir, "ckpt/last.pt")
+            if state is not None:
+                run_logged(_replica_command(base, run_dir, settings["overrides"][r], state),
+                           run_dir.parent / f"r{r}.log")
+            if not quiet:
+                console(f"replicas: r{r} done")
 
-        run_all(work, todo, jobs)
+        failures = run_all(work, todo, jobs, name=lambda r: f"replicas: r{r}")
         if failures:
             raise DcpnasError(f"{len(failures)} of {replicas} replicas failed, first: {failures[0]} "
                               f"(rerun the same command to retry; finished replicas are kept)")

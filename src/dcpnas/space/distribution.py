@@ -187,6 +187,13 @@ def _tv(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.abs(mean_a - mean_b).sum(axis=1) / (4.0 * STEPS * len(CELL_TYPES))
 
 
+def _p_value(stats: np.ndarray, observed: float, exact: bool) -> float:
+    """Share of the relabellings with d ≥ the observed d: of all of them (exact, the observed one
+    among them), or (1 + hits) / (1 + n) over n random ones."""
+    hits = int(np.sum(stats >= observed - 1e-9))
+    return hits / len(stats) if exact else (1 + hits) / (1 + len(stats))
+
+
 def distance(a: Sequence[Genotype], b: Sequence[Genotype]) -> float:
     """Mean over the 8 (cell type, node) of the total-variation distance between the two sets'
     distributions of the node's genes (0: the same frequencies, 1: no gene in common)."""
@@ -214,26 +221,21 @@ def permutation_test(a: Sequence[Genotype], b: Sequence[Genotype], n_perm: int =
     n, na = len(X), len(a)
     observed = float(_tv(X, np.arange(n) < na)[0])
     splits = math.comb(n, na)
-    tol = 1e-9
-    if splits <= max(n_perm, EXACT_LIMIT):
+    exact = splits <= max(n_perm, EXACT_LIMIT)
+    if exact:
         masks = np.zeros((splits, n), dtype=bool)
         for row, chosen in enumerate(itertools.combinations(range(n), na)):
             masks[row, list(chosen)] = True
-        stats = _tv(X, masks)
-        p = float(np.mean(stats >= observed - tol))
         p_min = (2 if 2 * na == n else 1) / splits  # with equal sizes a split and its mirror tie
-        method, count = "exact", splits
     else:
         rng = np.random.default_rng(seed)
         masks = np.zeros((n_perm, n), dtype=bool)
         for row in range(n_perm):
             masks[row, rng.permutation(n)[:na]] = True
-        stats = _tv(X, masks)
-        p = (1 + int(np.sum(stats >= observed - tol))) / (1 + n_perm)
         p_min = 1 / (1 + n_perm)
-        method, count = "monte-carlo", n_perm
-    return {"distance": observed, "p_value": p, "p_min": p_min, "method": method,
-            "permutations": count, "sizes": [na, n - na]}
+    return {"distance": observed, "p_value": _p_value(_tv(X, masks), observed, exact), "p_min": p_min,
+            "method": "exact" if exact else "monte-carlo", "permutations": len(masks),
+            "sizes": [na, n - na]}
 
 
 def paired_test(a: Sequence[Genotype], b: Sequence[Genotype], n_perm: int = 9999, seed: int = 0) -> dict:
@@ -253,20 +255,18 @@ def paired_test(a: Sequence[Genotype], b: Sequence[Genotype], n_perm: int = 9999
     X = indicators(list(a) + list(b))
     shared = [float(X[i] @ X[n + i]) / CHOICES for i in range(n)]
     observed = float(_tv(X, np.arange(2 * n) < n)[0])
-    tol = 1e-9
-    if 2 ** n <= max(n_perm, EXACT_LIMIT):
+    exact = 2 ** n <= max(n_perm, EXACT_LIMIT)
+    if exact:
         swaps = np.array(list(itertools.product((False, True), repeat=n)), dtype=bool)
-        stats = _tv(X, np.concatenate([~swaps, swaps], axis=1))
-        p = float(np.mean(stats >= observed - tol))
-        p_min, method, count = 2 / 2 ** n, "exact", 2 ** n
+        p_min = min(2 / 2 ** n, 1.0)
     else:
         swaps = np.random.default_rng(seed).random((n_perm, n)) < 0.5
-        stats = _tv(X, np.concatenate([~swaps, swaps], axis=1))
-        p = (1 + int(np.sum(stats >= observed - tol))) / (1 + n_perm)
-        p_min, method, count = 1 / (1 + n_perm), "monte-carlo", n_perm
-    return {"distance": observed, "p_value": p, "p_min": min(p_min, 1.0), "method": method,
-            "permutations": count, "pairs": n, "shared": float(np.mean(shared)),
-            "shared_by_pair": shared}
+        p_min = 1 / (1 + n_perm)
+    # Set A holds a_i where pair i is not swapped and b_i where it is.
+    stats = _tv(X, np.concatenate([~swaps, swaps], axis=1))
+    return {"distance": observed, "p_value": _p_value(stats, observed, exact), "p_min": p_min,
+            "method": "exact" if exact else "monte-carlo", "permutations": len(swaps), "pairs": n,
+            "shared": float(np.mean(shared)), "shared_by_pair": shared}
 
 
 def plot_frequency(freq: np.ndarray, k: int, path: str | Path, *, title: str = "",

@@ -32,7 +32,7 @@ from typing import Sequence
 from ..errors import DcpnasError
 from ..utils.io import atomic_write_json
 from ..utils.logging import console
-from ..utils.subruns import Stopped, cli_prefix, prepare_run, run_all, run_logged
+from ..utils.subruns import cli_prefix, prepare_run, run_all, run_logged
 from ..space.genotype import load_genotype
 from .sets import NULL, NULL_PERTURBATION, REFERENCE, Entry, get_study_set
 
@@ -240,19 +240,12 @@ def run_study(cfg: StudyConfig, out: str | Path, *, resume: bool = False) -> dic
                 or (cfg.train and not (t.train_dir / TRAIN_DONE).exists())]
         console(f"study {cfg.set_name}: {len(trials)} trials ({len(trials) - len(todo)} done), "
                 f"{cfg.jobs} at a time -> {out}")
-        failures = []
 
         def work(t: Trial):
-            try:
-                r = run_trial(cfg, t)
-                console(f"study: {t.entry.label} seed {t.seed} done in {r['time_s']:.0f} s")
-            except Stopped:
-                pass
-            except DcpnasError as exc:
-                failures.append(str(exc))
-                console(f"study: {t.entry.label} seed {t.seed} FAILED: {exc}")
+            r = run_trial(cfg, t)
+            console(f"study: {t.entry.label} seed {t.seed} done in {r['time_s']:.0f} s")
 
-        run_all(work, todo, cfg.jobs)
+        failures = run_all(work, todo, cfg.jobs, name=lambda t: f"study: {t.entry.label} seed {t.seed}")
         summary = write_summary(cfg, out, trials, name)
         if failures:
             raise DcpnasError(f"{len(failures)} trial(s) failed, first: {failures[0]} "

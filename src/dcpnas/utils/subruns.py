@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 from ..errors import DcpnasError
+from .logging import console
 
 __all__ = ["cli_prefix", "prepare_run", "run_logged", "run_all", "Stopped"]
 
@@ -80,13 +81,26 @@ def run_logged(cmd: Sequence[str], log: Path) -> None:
                           f"{tail[0] if tail else 'no output'} (log: {log})")
 
 
-def run_all(work: Callable[[T], None], items: Iterable[T], jobs: int) -> None:
-    """``work(item)`` for every item, ``jobs`` at a time; an interrupt stops the running children
-    (see the module's docstring) and is raised again once they have exited."""
+def run_all(work: Callable[[T], None], items: Iterable[T], jobs: int,
+            name: Callable[[T], str] = str) -> list[str]:
+    """``work(item)`` for every item, ``jobs`` at a time. A ``DcpnasError`` of one item is printed as
+    "NAME FAILED: ..." and returned with the others' (the rest go on); an interrupt stops the running
+    children (see the module's docstring) and is raised again once they have exited."""
+    failures: list[str] = []
+
+    def guarded(item: T) -> None:
+        try:
+            work(item)
+        except Stopped:
+            pass
+        except DcpnasError as exc:
+            failures.append(str(exc))
+            console(f"{name(item)} FAILED: {exc}")
+
     _stopping.clear()
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        pending = {pool.submit(work, item) for item in items}
+        pending = {pool.submit(guarded, item) for item in items}
         while pending:
             # A timeout, so that the main thread runs Python often enough to take a signal that
             # the kernel delivered to a worker thread (waiting on its child).
@@ -102,6 +116,7 @@ def run_all(work: Callable[[T], None], items: Iterable[T], jobs: int) -> None:
     finally:
         _stopping.clear()
     pool.shutdown(wait=True)
+    return failures
 
 
 def _stop_children() -> None:
