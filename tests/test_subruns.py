@@ -85,10 +85,10 @@ def test_children_run_jobs_at_a_time(tmp_path):
 def test_a_failed_item_is_named_and_returned_while_the_others_go_on(tmp_path, capsys):
     def work(i):
         code = 3 if i == 1 else 0
-        subruns.run_logged([sys.executable, "-c", f"import sys; sys.exit({code})", f"item{i}"],
+        subruns.run_logged([sys.executable, "-c", f"import sys; sys.exit({code})", f"job{i}"],
                            tmp_path / f"{i}.log")
 
-    failures = subruns.run_all(work, range(3), jobs=2, name=lambda i: f"item {i}")
-    assert len(failures) == 1 and "item1 in" in failures[0] and "exited with status 3" in failures[0]
-    assert capsys.readouterr().out.count("item 1 FAILED: item1 in") == 1
+    failures = subruns.run_all(work, range(3), jobs=2, name=lambda i: f"job {i}")
+    assert len(failures) == 1 and "job1 in" in failures[0] and "exited with status 3" in failures[0]
+    assert capsys.readouterr().out.count("job 1 FAILED: job1 in") == 1
     assert all((tmp_path / f"{i}.log").exists() for i in range(3))
