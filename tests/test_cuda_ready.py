@@ -48,6 +48,29 @@ def test_the_search_loop_tunes_the_backends_for_its_device(monkeypatch, tmp_path
     assert seen == [("cpu", True)]
 
 
+
+def test_training_tunes_the_backends_for_its_device(monkeypatch, tmp_path):
+    from dcpnas.train import trainer
+    from dcpnas.config import resolve_config
+    from dcpnas.train.config import TrainConfig
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop(*args):
+        raise Stop
+
+    monkeypatch.setattr(trainer, "tune_backends", lambda dev, det: seen.append((torch.device(dev).type, det)))
+    monkeypatch.setattr(trainer, "plan_stages", stop)  # the model is built: no need to train it
+    cfg = resolve_config(TrainConfig, "train", overrides=["deterministic=true", "model.genotype=DARTS_V2",
+                                                          "device=cpu"])
+    with pytest.raises(Stop):
+        trainer.train(cfg, tmp_path / "run")
+    assert seen == [("cpu", True)]
+
+
 @pytest.mark.parametrize("kernel", ["batchnorm", "depthwise"])
 def test_cpu_kernels_stay_off_other_devices(kernel):
     """The fast paths are CPU code: a tensor on another device (meta stands in for CUDA here)

@@ -29,7 +29,7 @@ from ..binary import binary_convs
 from ..config import save_config, to_dict
 from ..errors import ConfigError, DcpnasError, WriteError
 from ..utils.distributed import (DistEnv, all_reduce_mean_, autocast_context, barrier, init_distributed,
-                                 seed_everything, sync_batchnorm_stats, use_channels_last)
+                                 seed_everything, sync_batchnorm_stats, tune_backends, use_channels_last)
 from ..utils.finite import check_finite_state, kept_checkpoint, non_finite_loss
 from ..utils.io import atomic_write_text, os_reason
 from ..utils.logging import JsonlLogger, console
@@ -397,6 +397,7 @@ def _train_claimed(cfg: TrainConfig, out: Path, resume: bool, dataset, env: Dist
         console(f"{role}: teacher ({cfg.teacher.kind}) test top-1 {teacher_metrics['top1']:.2f}%")
 
     seed_everything(cfg.seed, cfg.deterministic)
+    tune_backends(env.device, cfg.deterministic)
     model = spec.build().to(env.device)
     if use_channels_last(env.device, cfg.channels_last):
         model = model.to(memory_format=torch.channels_last)
