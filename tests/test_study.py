@@ -14,6 +14,7 @@ import pytest
 from dcpnas.errors import ConfigError
 from dcpnas.study import StudyConfig, aggregate, get_study_set, load_study_file, plan_trials
 from dcpnas.study.sets import NULL, REFERENCE
+from dcpnas.study.summary import format_markdown
 
 
 def test_named_sets_hold_the_papers_rows():
@@ -182,6 +183,9 @@ def test_aggregate_by_hand():
     assert floor["max_d_alpha"] == pytest.approx(0.1)
     assert floor["abs_d_top1"] == pytest.approx(0.75)                    # |0.5|, |−1|
     assert agg["rows"][REFERENCE]["paired"]["d_top1"]["n"] == 0
+    md = format_markdown(agg, "caption", {}, "cmd")
+    assert "| x | 71.00 (+1.00) | 75.00 (+3.00) |" in md
+    assert f"| {REFERENCE} | 70.00 | 72.00 |" in md and "| s | 60.00 (-10.00) | — |" in md
 
 
 def _study(tmp_path, npz, *extra, out="st"):
@@ -256,6 +260,10 @@ def test_a_study_trains_given_cells_over_seeds(tmp_path, tiny_npz):
     assert set(summary["rows"]) == {"dcpnas", "mcn"}                  # no null: nothing is searched
     assert summary["rows"]["mcn"]["paired"]["d_top1"]["n"] == 1
     assert not (out / "mcn" / "seed-0" / "search").exists()
+    md = (out / "summary-cells.md").read_text()
+    top1 = {label: summary["rows"][label]["test_top1_values"][0] for label in ("dcpnas", "mcn")}
+    assert f"| mcn | {top1['mcn']:.2f} ({top1['mcn'] - top1['dcpnas']:+.2f}) |" in md
+    assert "as distributions" not in md                                  # no search, no genotype set
     assert "DDPNAS_MCN_2" in (out / "mcn" / "seed-0" / "train.log").read_text().splitlines()[0]
     trial = json.loads((out / "mcn" / "seed-0" / "trial.json").read_text())
     assert trial["entry"]["genotype"] == "DDPNAS_MCN_2"

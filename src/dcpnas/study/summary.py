@@ -133,6 +133,7 @@ def aggregate(results: list[dict], labels: Sequence[str]) -> dict:
         rows[label] = {
             "seeds": [r["seed"] for r in mine],
             "test_top1": _stats([r["test_top1"] for r in mine]),
+            "test_top1_values": [r["test_top1"] for r in mine],
             "search_val_acc": _stats([r["search_val_acc"] for r in mine]),
             "mbits": _stats([r["mbits"] for r in mine]),
             "ops": _stats([r["ops"] for r in mine]),
@@ -180,11 +181,34 @@ def format_markdown(agg: dict, set_caption: str, papers: dict, command: str) -> 
             f"{_pm(p['d_val_acc'], 1, 3) if label != REFERENCE else ''} | "
             f"{_alpha(p['max_d_alpha']['mean'], floor) if label != REFERENCE else ''} | "
             f"{_pm(r['mbits'], 1, 3)} | {_pm(r['ops'], 1e-6, 2)} | {_pm(r['search_time_s'], 1, 0)} |")
+    lines += _by_seed(agg)
     if floor:
         lines += ["", f"Noise floor (`{NULL}`: `{REFERENCE}` with α₀ perturbed by 1e-9, same seeds): "
                       f"max|Δα| {_g(floor['max_d_alpha'])}, |Δ top-1| {_g(floor['abs_d_top1'])} "
                       f"points, |Δ acc| {_g(floor['abs_d_val_acc'])}."]
     return "\n".join(lines) + "\n"
+
+
+def _by_seed(agg: dict) -> list[str]:
+    """The 1-bit test top-1 of every trial, a column per seed, with its paired difference to the
+    reference: what the mean ± std above summarise (empty for a searches-only study)."""
+    rows = {label: dict(zip(r["seeds"], r["test_top1_values"])) for label, r in agg["rows"].items()}
+    if not any(v is not None for row in rows.values() for v in row.values()):
+        return []
+    ref = rows.get(REFERENCE, {})
+    lines = ["", f"1-bit test top-1 % by seed (in brackets: the paired difference to `{REFERENCE}`):", "",
+             "| config | " + " | ".join(f"seed {s}" for s in agg["seeds"]) + " |",
+             "|---|" + "---:|" * len(agg["seeds"])]
+    for label, row in rows.items():
+        cells = []
+        for seed in agg["seeds"]:
+            v, r = row.get(seed), ref.get(seed)
+            cell = "—" if v is None else f"{v:.2f}"
+            if v is not None and r is not None and label != REFERENCE:
+                cell += f" ({v - r:+.2f})"
+            cells.append(cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_summary(agg: dict, results: list[dict], path: Path) -> Optional[Path]:
@@ -258,7 +282,8 @@ def write_summary(cfg, out: Path, trials, name: str) -> dict:
     papers = {t.entry.label: t.entry.paper for t in trials}
     md = format_markdown(agg, caption, papers, study_command(cfg))
     view = genotype_distribution(results, labels)
-    md += "\n" + format_distribution(view)
+    if any(row["n"] for row in view["rows"].values()):   # not for a set of given cells only
+        md += "\n" + format_distribution(view)
     versions = code_versions(results)
     if len(versions) > 1:  # finished trials are reused as they are: say when code changed between them
         current = code_fingerprint()
