@@ -291,8 +291,9 @@ def plot_frequency(freq: np.ndarray, k: int, path: str | Path, *, title: str = "
                         color="white" if share[e, j] > 0.6 else "black")
     for e, o in marked:
         if o in cols:
-            ax.add_patch(Rectangle((cols.index(o) - 0.5, e - 0.5), 1, 1, fill=False, lw=2,
-                                   edgecolor="#d62728"))
+            # Unclipped: a box on the frame (first edge, last op) would otherwise lose half its lines.
+            ax.add_patch(Rectangle((cols.index(o) - 0.45, e - 0.45), 0.9, 0.9, fill=False, lw=2,
+                                   edgecolor="#d62728", clip_on=False, zorder=3))
     ax.set_xticks(range(len(cols)), [PRIMITIVES[o] for o in cols], rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(freq.shape[0]), edge_names(), fontsize=8)
     ax.set_ylabel("edge (input -> node)")
