@@ -11,6 +11,7 @@ children to finish, which can be hours.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -97,26 +98,59 @@ def run_all(work: Callable[[T], None], items: Iterable[T], jobs: int,
             failures.append(str(exc))
             console(f"{name(item)} FAILED: {exc}")
 
+    received: list[int] = []
     _stopping.clear()
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        pending = {pool.submit(guarded, item) for item in items}
-        while pending:
-            # A timeout, so that the main thread runs Python often enough to take a signal that
-            # the kernel delivered to a worker thread (waiting on its child).
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-            for future in done:
-                future.result()
-    except BaseException:
-        _stopping.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        _stop_children()
-        pool.shutdown(wait=True)
-        raise
+        with _signals_recorded(received):
+            try:
+                pending = {pool.submit(guarded, item) for item in items}
+                while pending and not received:
+                    # A timeout, so that the main thread looks at ``received`` (and runs Python, to
+                    # take a signal the kernel delivered to a worker thread) at least 5 times a second.
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()
+            except BaseException:
+                _stop(pool)
+                raise
+            if received:
+                _stop(pool)
+        if received:  # the caller's own handler, now restored: KeyboardInterrupt, Terminated, ...
+            signal.raise_signal(received[0])
+            raise KeyboardInterrupt        # a handler that returned: stop all the same
     finally:
         _stopping.clear()
     pool.shutdown(wait=True)
     return failures
+
+
+@contextlib.contextmanager
+def _signals_recorded(received: list[int]):
+    """While children run, SIGINT and SIGTERM are only recorded, and the main loop stops on them.
+    Raised where the main thread happens to be, their exception can land between the lock
+    acquisitions of ``concurrent.futures.wait`` and leave a lock held: the parent then hangs.
+    Signals the caller ignores stay ignored; off the main thread nothing is installed."""
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    except ValueError:                       # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(pool: ThreadPoolExecutor) -> None:
+    _stopping.set()
+    pool.shutdown(wait=False, cancel_futures=True)
+    _stop_children()
+    pool.shutdown(wait=True)
 
 
 def _stop_children() -> None:
