@@ -35,7 +35,9 @@ def _cmd(marker):
 
 
 PARENT = """
-import json, pathlib, sys
+import json, pathlib, signal, sys
+# As in a terminal: a job started with & by a script inherits SIGINT ignored, and Python keeps that.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from dcpnas.utils import subruns
 subruns.GRACE_S = 0.5
 markers = [pathlib.Path(p) for p in sys.argv[1:4]]
