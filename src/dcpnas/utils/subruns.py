@@ -128,8 +128,8 @@ def run_all(work: Callable[[T], None], items: Iterable[T], jobs: int,
 @contextlib.contextmanager
 def _signals_recorded(received: list[int]):
     """While children run, SIGINT and SIGTERM are only recorded, and the main loop stops on them.
-    Raised where the main thread happens to be, their exception can land between the lock
-    acquisitions of ``concurrent.futures.wait`` and leave a lock held: the parent then hangs.
+    Raised where the main thread happens to be, a second one cut the stop sequence short and left
+    the children running (it can also land inside ``concurrent.futures``' lock handling).
     Signals the caller ignores stay ignored; off the main thread nothing is installed."""
     previous = {}
     try:
