@@ -132,6 +132,15 @@ def test_a_killed_replica_set_resumes(tmp_path, tiny_npz):
     assert "consensus:" in r.stdout
     logs = "".join((out / "replicas" / f"r{i}.log").read_text() for i in range(2))
     assert "--resume" in logs
+    # More replicas extend the set; fewer would rewrite its consensus without some of them: refused.
+    r = _run(_cmd(tiny_npz, out, k=3, jobs=2, sets=["schedule.rounds=2"]))
+    assert r.returncode == 0 and "seed mode; 2 done)" in r.stdout and "of 3 replicas" in r.stdout, r.stderr
+    written = {name: (out / name).read_bytes() for name in ("genotype.json", "agreement.json", "replicas.json")}
+    assert json.loads(written["agreement.json"])["replicas"] == 3
+    r = _run(cmd)
+    assert r.returncode == 2 and "holds a set of 3 replicas; --replicas 2 would drop r2" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert {name: (out / name).read_bytes() for name in written} == written
 
 
 def test_perturb_mode_changes_alpha0_only():

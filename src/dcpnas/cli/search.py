@@ -21,9 +21,11 @@ initial alpha with --replica-mode perturb) as resumable subprocesses, keeps each
 DIR/replicas/rI, and writes their consensus to DIR/genotype.json with DIR/agreement.json and
 DIR/agreement_{normal,reduce}.png (docs/METHOD.md, "Replicas and their consensus"). For random the
 consensus is a vote over each replica's best random cell; for cpnas-sample a vote over the ops each
-sample-and-prune kept. Rerunning the same command continues where it stopped.
+sample-and-prune kept. Rerunning the same command continues where it stopped; a larger K adds
+replicas to the set, a smaller one is refused.
 
-D acts through objective.lam = 0.03 on D/‖g_P‖² (ρ = ‖λ·H_G·∂D/∂g_C‖/‖g_C‖ ≈ 0.1-0.2, logged);
+D acts through objective.lam = 0.03 on D/‖g_P‖² (ρ = ‖λ·H_G·∂D/∂g_C‖/‖g_C‖, logged:
+about 0.26 at quick, 0.4-1.0 at fashion-mnist, docs/RESULTS.md);
 the book's λ = 5e-3 on the raw D is --set objective.discrepancy_scale=none objective.lam=5e-3,
 which at these sizes gives ρ ≈ 1e-4 (D then has no effect). See docs/METHOD.md, Decision L.
 

@@ -88,14 +88,21 @@ def _settings(cfg: SearchConfig, k: int, mode: str) -> dict:
             "overrides": [strategy.overrides(cfg, r) for r in range(k)]}
 
 
-def _check_saved(out: Path, cfg: SearchConfig, mode: str) -> None:
-    """A directory that already holds replicas continues only with the same base config and mode."""
+def _check_saved(out: Path, cfg: SearchConfig, mode: str, replicas: int) -> None:
+    """A directory that already holds replicas continues only with the same base config and mode,
+    and with at least as many replicas (more extend the set)."""
     from .run.loop import check_resume_config
 
     saved = json.loads((out / "replicas.json").read_text(encoding="utf-8"))
     if saved.get("mode") != mode:
         raise ConfigError(f"{out} holds replicas of mode {saved.get('mode')!r}, not {mode!r}; "
                           f"use another --out")
+    held = saved.get("replicas")
+    if isinstance(held, int) and replicas < held:  # the written consensus is of all `held`
+        dropped = f"r{replicas}" + (f"..r{held - 1}" if held - replicas > 1 else "")
+        raise ConfigError(f"{out} holds a set of {held} replicas; --replicas {replicas} would drop "
+                          f"{dropped} from its consensus (pass --replicas {held} to "
+                          f"continue it, or more to add replicas)")
     base = json.loads((out / "config.json").read_text(encoding="utf-8"))["config"]
     check_resume_config(base, cfg, f"the replicas in {out}")
 
@@ -148,7 +155,7 @@ def run_replicas(cfg: SearchConfig, out: str | Path, *, replicas: int, mode: str
         raise ConfigError(f"nothing to resume in {out}: it holds no replicas")
     check_run_dir(out, "replicas", resume=continuing)
     if continuing and (out / "replicas.json").is_file():
-        _check_saved(out, cfg, mode)
+        _check_saved(out, cfg, mode, replicas)
     if not cfg.threads:  # one process per job: share the cores, do not oversubscribe them
         cfg.threads = max(1, (os.cpu_count() or 1) // jobs)
     settings = _settings(cfg, replicas, mode)
