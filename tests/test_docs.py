@@ -67,3 +67,17 @@ def test_every_relative_markdown_link_resolves():
             elif anchor and file.suffix == ".md" and anchor not in anchors_of(file):
                 broken.append(f"{doc.relative_to(ROOT)}: {target} (no such anchor)")
     assert not broken, "\n".join(broken)
+
+
+# The folders docs/ARCHITECTURE.md describes file by file (the others, e.g. data/ and cli/, in a line).
+ITEMISED = ["kernels", "binary", "space", "search", "search/maths", "search/run", "search/methods",
+            "utils", "study"]
+
+
+@pytest.mark.parametrize("folder", ITEMISED)
+def test_the_architecture_page_names_every_module_of_an_itemised_folder(folder):
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    modules = sorted(p.name for p in (ROOT / "src" / "dcpnas" / folder).glob("*.py") if p.name != "__init__.py")
+    assert modules
+    missing = [m for m in modules if not re.search(rf"(?<![\w/.]){re.escape(m)}\b", page)]
+    assert not missing, f"docs/ARCHITECTURE.md does not describe {folder}/{', '.join(missing)}"
